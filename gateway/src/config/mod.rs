@@ -1,0 +1,228 @@
+//! Gateway configuration: the schema (this file), loading with `${ENV}` substitution and
+//! located errors (`load`), and semantic checks (`validate`).
+//!
+//! Every struct rejects unknown keys. Defaults are `const fn`s so that the documented default
+//! and the code cannot drift apart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
+    #[serde(default)]
+    pub summaries: SummariesConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub uplink: UplinkConfig,
+}
+
+/// `[gateway]`: identity and storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Gateway id, used in uplink topics and envelopes: 1–64 characters of `A-Z a-z 0-9 _ -`.
+    pub id: String,
+    /// Folder for durable state (the outbox). Relative paths are relative to the config file.
+    pub data_dir: PathBuf,
+}
+
+/// `[broker]`: the local broker that field devices publish to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "snake_case")]
+pub enum BrokerConfig {
+    /// An embedded broker (rumqttd) started by the gateway.
+    Embedded {
+        /// Address to listen on.
+        #[serde(default = "default_listen")]
+        listen: SocketAddr,
+    },
+    /// A broker run elsewhere, e.g. mosquitto.
+    External {
+        /// `mqtt://host:port`
+        url: String,
+    },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::Embedded {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// `[sources]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// `[[sources.mqtt]]`: topic subscriptions on the local broker.
+    #[serde(default)]
+    pub mqtt: Vec<MqttSourceConfig>,
+}
+
+/// One `[[sources.mqtt]]` subscription.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSourceConfig {
+    /// Name used in logs and counters.
+    pub name: String,
+    /// MQTT topic filter, e.g. `field/+/+/level`.
+    pub topic: String,
+    /// Payload format.
+    pub format: PayloadFormat,
+    /// Template for the sensor id: `{1}` is the first topic level, `{2}` the second, ...
+    /// For SenML payloads the resolved SenML name is appended when the template is empty.
+    #[serde(default)]
+    pub sensor: String,
+    /// For `json`: dot path to the numeric value, e.g. `data.level`.
+    #[serde(default)]
+    pub value_path: Option<String>,
+    /// For `json`: dot path to the timestamp (seconds since the epoch); receive time if absent.
+    #[serde(default)]
+    pub time_path: Option<String>,
+    /// For `json`: the quantity measured, e.g. `water_level`.
+    #[serde(default)]
+    pub quantity: Option<String>,
+    /// For `json`: the SenML unit of the value, e.g. `m`.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// QoS of the subscription (0 or 1).
+    #[serde(default = "default_qos")]
+    pub qos: u8,
+}
+
+const fn default_qos() -> u8 {
+    1
+}
+
+/// Payload formats of MQTT sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// SenML JSON (RFC 8428) pack.
+    Senml,
+    /// A JSON object; the value is found at `value_path`.
+    Json,
+}
+
+/// `[summaries]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SummariesConfig {
+    /// Length of each tumbling window, in seconds (1 to 86400).
+    #[serde(default = "default_window_s")]
+    pub window_s: u32,
+}
+
+const fn default_window_s() -> u32 {
+    60
+}
+
+impl Default for SummariesConfig {
+    fn default() -> Self {
+        SummariesConfig {
+            window_s: default_window_s(),
+        }
+    }
+}
+
+/// `[outbox]`: the durable store-and-forward queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// sled page cache, in bytes. Small on an edge box.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity_bytes: u64,
+    /// Background flush period in milliseconds; 0 flushes after every append.
+    /// Alerts are always flushed before they are published.
+    #[serde(default = "default_flush_every_ms")]
+    pub flush_every_ms: u64,
+}
+
+const fn default_cache_capacity() -> u64 {
+    4 * 1024 * 1024
+}
+
+const fn default_flush_every_ms() -> u64 {
+    200
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            cache_capacity_bytes: default_cache_capacity(),
+            flush_every_ms: default_flush_every_ms(),
+        }
+    }
+}
+
+/// `[uplink]`: the MQTT connection to the government service platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    /// `mqtt://host:port`. Absent: the local broker.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// MQTT client id; default `citygate-<gateway id>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Keep-alive in seconds.
+    #[serde(default = "default_keep_alive_s")]
+    pub keep_alive_s: u16,
+    /// Publishes awaiting PUBACK at once.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: u16,
+    /// First reconnect delay, in milliseconds.
+    #[serde(default = "default_backoff_min_ms")]
+    pub backoff_min_ms: u64,
+    /// Largest reconnect delay, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+}
+
+const fn default_keep_alive_s() -> u16 {
+    30
+}
+const fn default_max_inflight() -> u16 {
+    100
+}
+const fn default_backoff_min_ms() -> u64 {
+    200
+}
+const fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            url: None,
+            client_id: None,
+            keep_alive_s: default_keep_alive_s(),
+            max_inflight: default_max_inflight(),
+            backoff_min_ms: default_backoff_min_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text without `${ENV}` substitution or validation (for tests and tools).
+    pub fn from_toml_str(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+}

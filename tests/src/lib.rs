@@ -1,0 +1,1 @@
+//! The shared harness of citygate's end-to-end tests: brokers, gateway processes, collectors.
