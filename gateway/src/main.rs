@@ -1,1 +1,4 @@
-fn main() {}
+//! The `citygate` binary.
+fn main() -> std::process::ExitCode {
+    citygate::cli::main()
+}

@@ -1,0 +1,137 @@
+//! The `citygate` command line: run a gateway, check a config, or run the demo. The binary's
+//! `main` is one call to [`main`], so that the end-to-end tests can build the same command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use crate::config::{self, Config};
+use crate::run::{self, Gateway};
+use tokio::sync::watch;
+
+/// The built-in default configuration (`config/citygate.toml`), used by `citygate demo`.
+const DEFAULT_CONFIG: &str = include_str!("../../config/citygate.toml");
+
+#[derive(Parser)]
+#[command(name = "citygate", version, about = "Edge gateway for smart-city sensors")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a gateway from a config file.
+    Run { config: PathBuf },
+    /// Validate a config file without running it; prints OK or every error.
+    Check { config: PathBuf },
+    /// Run the gateway on embedded defaults: embedded broker, simulated sensors, a live status line.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Where the demo keeps its outbox.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+        /// Address of the embedded broker.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Command::Check { config } = &cli.command {
+        let (text, ok) = config::check(config);
+        println!("{text}");
+        return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("citygate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(async_main(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("citygate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn async_main(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let cfg = config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let gw = run::start(cfg).await.context("starting the gateway")?;
+            run_until_stopped(gw, None, Duration::from_secs(10)).await
+        }
+        Command::Demo {
+            seconds,
+            data_dir,
+            listen,
+        } => {
+            let mut cfg: Config = config::load_str(DEFAULT_CONFIG, "config/citygate.toml")
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            cfg.gateway.data_dir = data_dir;
+            cfg.broker = config::BrokerConfig::Embedded { listen };
+            let gw = run::start(cfg).await.context("starting the demo gateway")?;
+            println!(
+                "citygate demo: embedded broker on {}, simulated sensors for {} intersections and a flood station; Ctrl-C stops",
+                gw.local,
+                crate::sim::sensors::INTERSECTIONS.len()
+            );
+            let (stop_sim, sim_rx) = watch::channel(false);
+            let sim = tokio::spawn(crate::sim::sensors::run(gw.local.clone(), sim_rx));
+            let r = run_until_stopped(gw, seconds.map(Duration::from_secs), Duration::from_secs(1)).await;
+            let _ = stop_sim.send(true);
+            let _ = sim.await;
+            r
+        }
+        Command::Check { .. } => Ok(()),
+    }
+}
+
+/// Prints the status line every `every` until Ctrl-C, SIGTERM or `limit`, then shuts down.
+async fn run_until_stopped(gw: Gateway, limit: Option<Duration>, every: Duration) -> anyhow::Result<()> {
+    let mut status = tokio::time::interval(every);
+    let deadline = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = status.tick() => println!("{}", gw.stats.snapshot()),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = &mut deadline => break,
+        }
+    }
+    println!("citygate: shutting down, flushing the outbox");
+    let stats = std::sync::Arc::clone(&gw.stats);
+    gw.shutdown().await;
+    println!("{}", stats.snapshot());
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Local rules: pure, deterministic state machines fed with readings and the time.
+pub mod summary;

@@ -1,0 +1,2 @@
+//! Simulation: field devices the gateway can talk to without hardware.
+pub mod sensors;

@@ -1,0 +1,2 @@
+//! Sources: where readings come from (the local MQTT broker, Modbus field buses).
+pub mod mqtt;

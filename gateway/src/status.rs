@@ -1,0 +1,87 @@
+//! Counters every stage updates, and the status an operator reads (the terminal line and the
+//! retained status message).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Live counters of one gateway, shared by its tasks.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub readings_in: AtomicU64,
+    /// Payloads that could not be decoded (see the log for topic and reason).
+    pub malformed: AtomicU64,
+    /// Readings older than their sensor's open window.
+    pub late: AtomicU64,
+    /// Readings with a quality flag other than good.
+    pub unusable: AtomicU64,
+    pub summaries_out: AtomicU64,
+    pub events_out: AtomicU64,
+    pub alerts_out: AtomicU64,
+    /// Records acknowledged by the uplink broker.
+    pub delivered: AtomicU64,
+    pub uplink_connected: AtomicBool,
+    /// The local broker confirmed every ingest subscription.
+    pub ingest_subscribed: AtomicBool,
+    pub uplink_reconnects: AtomicU64,
+    /// Records in the outbox, updated by the uplink.
+    pub outbox_depth: AtomicU64,
+}
+
+impl Stats {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            readings_in: g(&self.readings_in),
+            malformed: g(&self.malformed),
+            late: g(&self.late),
+            unusable: g(&self.unusable),
+            summaries_out: g(&self.summaries_out),
+            events_out: g(&self.events_out),
+            alerts_out: g(&self.alerts_out),
+            delivered: g(&self.delivered),
+            uplink_connected: self.uplink_connected.load(Ordering::Relaxed),
+            ingest_subscribed: self.ingest_subscribed.load(Ordering::Relaxed),
+            uplink_reconnects: g(&self.uplink_reconnects),
+            outbox_depth: g(&self.outbox_depth),
+        }
+    }
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    pub readings_in: u64,
+    pub malformed: u64,
+    pub late: u64,
+    pub unusable: u64,
+    pub summaries_out: u64,
+    pub events_out: u64,
+    pub alerts_out: u64,
+    pub delivered: u64,
+    pub uplink_connected: bool,
+    pub ingest_subscribed: bool,
+    pub uplink_reconnects: u64,
+    pub outbox_depth: u64,
+}
+
+impl fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {} | outbox {} | uplink {} (delivered {}, reconnects {})",
+            self.readings_in,
+            self.malformed,
+            self.late,
+            self.summaries_out,
+            self.alerts_out,
+            self.outbox_depth,
+            if self.uplink_connected { "up" } else { "down" },
+            self.delivered,
+            self.uplink_reconnects,
+        )
+    }
+}

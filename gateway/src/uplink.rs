@@ -1,0 +1,281 @@
+//! The MQTT uplink to the platform: drains the outbox at QoS 1 and deletes a record only on
+//! the broker's PUBACK.
+//!
+//! rumqttc does not return packet ids from `publish`, so publishes are matched to outbox keys by
+//! order: the feeder queues a key for each publish it hands to the client, and the event loop's
+//! `Outgoing::Publish(pkid)` events come in the same order. After any connection error the
+//! event loop's pending queue and request channel are cleared under the same lock that guards
+//! the feeder, so no stale publish can shift that order; the feeder then starts again from the
+//! oldest record in the outbox. The event loop is never blocked on the client.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use citygate_protocols::topic::{self, Topic};
+use citygate_protocols::Class;
+use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
+use tokio::sync::{watch, Notify};
+
+use crate::backoff::Backoff;
+use crate::config::UplinkConfig;
+use crate::mqtt::BrokerUrl;
+use crate::outbox::{Key, Outbox};
+use crate::status::Stats;
+
+/// The retained status payload, `{"v":1,"gateway":..,"state":"online"|"offline"}`.
+pub fn status_payload(gateway: &str, state: &str) -> Vec<u8> {
+    serde_json::json!({"v": citygate_protocols::record::ENVELOPE_VERSION, "gateway": gateway, "state": state})
+        .to_string()
+        .into_bytes()
+}
+
+#[derive(Debug, Default)]
+struct Link {
+    connected: bool,
+    /// Keys of publishes handed to the client and not yet seen going out; `None` for a
+    /// publish that is not an outbox record (the status).
+    order: VecDeque<Option<Key>>,
+    by_pkid: HashMap<u16, Key>,
+    inflight: usize,
+    /// Highest sequence number handed to the client in this connection, per class.
+    cursor: [u64; 3],
+}
+
+impl Link {
+    fn reset(&mut self) {
+        *self = Link::default();
+    }
+}
+
+/// Everything the uplink needs.
+#[derive(Debug, Clone)]
+pub struct UplinkParams {
+    pub url: BrokerUrl,
+    pub config: UplinkConfig,
+    pub gateway: String,
+}
+
+fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
+    link.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the uplink until `shutdown` turns true; then publishes the offline status, waits up to
+/// `drain` for the outbox to empty, and disconnects.
+pub async fn run(
+    params: UplinkParams,
+    outbox: Arc<Outbox>,
+    stats: Arc<Stats>,
+    wake: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let cfg = &params.config;
+    let status_topic = topic::format(&params.gateway, &Topic::Status);
+    let client_id = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("citygate-{}", params.gateway));
+    let mut opts = params.url.options(&client_id, cfg.keep_alive_s);
+    opts.set_inflight(cfg.max_inflight.max(1)).set_last_will(LastWill::new(
+        &status_topic,
+        status_payload(&params.gateway, "offline"),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let max_inflight = usize::from(cfg.max_inflight.max(1));
+    let (client, mut eventloop) = AsyncClient::new(opts, max_inflight + 8);
+    let link = Arc::new(Mutex::new(Link::default()));
+
+    let feeder = tokio::spawn(feed(
+        client.clone(),
+        Arc::clone(&link),
+        Arc::clone(&outbox),
+        Arc::clone(&wake),
+        max_inflight,
+    ));
+
+    let seed = params
+        .gateway
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        ^ u64::from(std::process::id());
+    let mut backoff = Backoff::new(
+        Duration::from_millis(cfg.backoff_min_ms),
+        Duration::from_millis(cfg.backoff_max_ms),
+        seed,
+    );
+    let mut stopping: Option<tokio::time::Instant> = None;
+    loop {
+        if let Some(deadline) = stopping {
+            if outbox.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        let event = tokio::select! {
+            ev = eventloop.poll() => ev,
+            _ = shutdown.changed(), if stopping.is_none() => {
+                stopping = Some(tokio::time::Instant::now() + drain);
+                wake.notify_one();
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)), if stopping.is_some() => continue,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                let mut l = lock(&link);
+                l.reset();
+                l.connected = true;
+                if client
+                    .try_publish(
+                        &status_topic,
+                        QoS::AtLeastOnce,
+                        true,
+                        status_payload(&params.gateway, "online"),
+                    )
+                    .is_ok()
+                {
+                    l.order.push_back(None);
+                }
+                drop(l);
+                backoff.reset();
+                stats.uplink_connected.store(true, Ordering::Relaxed);
+                tracing::info!("uplink connected to {}", params.url);
+                wake.notify_one();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut l = lock(&link);
+                if let Some(Some(key)) = l.order.pop_front() {
+                    l.by_pkid.insert(pkid, key);
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                let mut l = lock(&link);
+                if let Some(key) = l.by_pkid.remove(&ack.pkid) {
+                    l.inflight = l.inflight.saturating_sub(1);
+                    drop(l);
+                    if let Err(e) = outbox.ack(key) {
+                        tracing::error!("uplink: cannot delete acknowledged record {key:?}: {e}");
+                    }
+                    Stats::inc(&stats.delivered);
+                    stats
+                        .outbox_depth
+                        .store(outbox.len() as u64, Ordering::Relaxed);
+                    wake.notify_one();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                {
+                    let mut l = lock(&link);
+                    let was_connected = l.connected;
+                    l.reset();
+                    eventloop.clean();
+                    eventloop.pending.clear();
+                    if was_connected {
+                        Stats::inc(&stats.uplink_reconnects);
+                    }
+                }
+                stats.uplink_connected.store(false, Ordering::Relaxed);
+                if stopping.is_some() {
+                    break;
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    "uplink {}: {e}; reconnecting in {} ms",
+                    params.url,
+                    delay.as_millis()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed(), if stopping.is_none() => break,
+                }
+            }
+        }
+    }
+    feeder.abort();
+    if lock(&link).connected {
+        let _ = client.try_publish(
+            &status_topic,
+            QoS::AtLeastOnce,
+            true,
+            status_payload(&params.gateway, "offline"),
+        );
+        let _ = client.try_disconnect();
+        // Let the event loop write the offline status and the disconnect.
+        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+            while let Ok(ev) = eventloop.poll().await {
+                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    stats.uplink_connected.store(false, Ordering::Relaxed);
+}
+
+/// Hands outbox records to the client, highest class first, while the connection has room.
+async fn feed(
+    client: AsyncClient,
+    link: Arc<Mutex<Link>>,
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
+    max_inflight: usize,
+) {
+    let mut durable_up_to = 0u64;
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        // Publish only what a crash cannot take back.
+        let appended_up_to = outbox.next_seq().saturating_sub(1);
+        if appended_up_to > durable_up_to {
+            let ob = Arc::clone(&outbox);
+            match tokio::task::spawn_blocking(move || ob.flush()).await {
+                Ok(Ok(())) => durable_up_to = appended_up_to,
+                Ok(Err(e)) => {
+                    tracing::error!("outbox flush failed: {e}");
+                    continue;
+                }
+                Err(_) => continue,
+            }
+        }
+        let mut l = lock(&link);
+        if !l.connected {
+            continue;
+        }
+        'classes: for class in Class::ALL {
+            while l.inflight < max_inflight {
+                let room = max_inflight - l.inflight;
+                let cursor = l.cursor[usize::from(class.rank())];
+                let batch = match outbox.pending_after(class, cursor, room) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!("outbox read failed: {e}");
+                        break 'classes;
+                    }
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                for rec in batch {
+                    if rec.key.seq > durable_up_to {
+                        break 'classes;
+                    }
+                    if client
+                        .try_publish(&rec.topic, QoS::AtLeastOnce, false, rec.payload)
+                        .is_err()
+                    {
+                        break 'classes;
+                    }
+                    l.order.push_back(Some(rec.key));
+                    l.cursor[usize::from(class.rank())] = rec.key.seq;
+                    l.inflight += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the whole citygate test suite. Installs what the tests need when it is missing:
+# Debian packages (mosquitto, socat, libxml2-utils) with apt-get, and Python tools (pymodbus)
+# in a venv at .venv. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() { if [ "$(id -u)" -ne 0 ]; then sudo "$@"; else "$@"; fi; }
+
+missing=()
+[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v socat >/dev/null || missing+=(socat)
+command -v xmllint >/dev/null || missing+=(libxml2-utils)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PYMODBUS=pymodbus==3.16.1
+if ! .venv/bin/python -c 'import pymodbus' 2>/dev/null; then
+  echo "tests/run.sh: creating .venv with $PYMODBUS"
+  python3 -m venv .venv
+  .venv/bin/pip install -q "$PYMODBUS"
+fi
+export CITYGATE_PYTHON="$PWD/.venv/bin/python"
+
+if [ -x firmware/check-no-std.sh ] || [ -f firmware/check-no-std.sh ]; then
+  bash firmware/check-no-std.sh
+fi
+
+cargo test --workspace "$@"
