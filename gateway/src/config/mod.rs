@@ -9,6 +9,20 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+mod env;
+mod error;
+mod load;
+mod locate;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors, ValidationError};
+pub use load::{check, load, load_str, load_str_with_env, load_with_env};
+pub use validate::{
+    check_topic_filter, parse_mqtt_url, parse_sensor_template, MqttUrl, TemplatePart,
+};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
