@@ -111,7 +111,7 @@ pub fn load_str_with_env(
         return fail(errors);
     }
     let substituted = Substituted::new(text, edits);
-    if let Some((offset, path, message)) = check_broker_listen(&index, env) {
+    if let Some((offset, path, message)) = check_broker_values(&index, env) {
         return fail(vec![located(Some(offset), path, message)]);
     }
 
@@ -180,33 +180,46 @@ pub fn check(path: &Path) -> (String, bool) {
     }
 }
 
-/// `[broker]` is an internally tagged enum, so serde reports a bad `listen` against the whole
-/// table without a position. Check it here, where the value's span is known.
-fn check_broker_listen(
+/// `[broker]` is an internally tagged enum, so serde reports a bad `listen` or `url` against the
+/// whole table without a position. Check their types (and `listen`'s syntax) here, where the
+/// values' spans are known.
+fn check_broker_values(
     index: &DocIndex,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<(usize, String, String)> {
-    const PATH: &str = "broker.listen";
-    let at = index.position_of(PATH)?;
-    if !index.contains(PATH) {
-        return None;
+    for (path, expected) in [
+        (
+            "broker.listen",
+            "a string `ip:port`, e.g. \"127.0.0.1:1883\"",
+        ),
+        ("broker.url", "a string `mqtt://host:port`"),
+    ] {
+        if !index.contains(path) {
+            continue;
+        }
+        let at = index.position_of(path).unwrap_or(0);
+        let Some(s) = index.strings.iter().find(|s| s.path == path) else {
+            return Some((
+                index.value_position(path).unwrap_or(at),
+                path.to_string(),
+                format!("invalid type: expected {expected}"),
+            ));
+        };
+        if path != "broker.listen" {
+            continue;
+        }
+        let value = substitute(&s.value, env).ok()?;
+        if value.parse::<std::net::SocketAddr>().is_err() {
+            return Some((
+                s.span.as_ref().map_or(at, |r| r.start),
+                path.to_string(),
+                format!(
+                    "`{value}` is not a socket address: expected `ip:port`, e.g. `127.0.0.1:1883`"
+                ),
+            ));
+        }
     }
-    let Some(s) = index.strings.iter().find(|s| s.path == PATH) else {
-        return Some((
-            at,
-            PATH.to_string(),
-            "invalid type: expected a string `ip:port`, e.g. \"127.0.0.1:1883\"".to_string(),
-        ));
-    };
-    let value = substitute(&s.value, env).ok()?;
-    match value.parse::<std::net::SocketAddr>() {
-        Ok(_) => None,
-        Err(_) => Some((
-            s.span.as_ref().map_or(at, |r| r.start),
-            PATH.to_string(),
-            format!("`{value}` is not a socket address: expected `ip:port`, e.g. `127.0.0.1:1883`"),
-        )),
-    }
+    None
 }
 
 /// The field named by serde's `missing field `x`` and `unknown field `x`, expected ...`.

@@ -208,6 +208,14 @@ impl DocIndex {
         self.path_at(span.start).unwrap_or("")
     }
 
+    /// Byte offset of the value written at `path`, if any.
+    pub fn value_position(&self, path: &str) -> Option<usize> {
+        self.entries
+            .iter()
+            .filter(|e| e.path == path)
+            .find_map(|e| e.value.as_ref().map(|r| r.start))
+    }
+
     /// Whether `path` names a key, table or value of the document.
     pub fn contains(&self, path: &str) -> bool {
         self.entries.iter().any(|e| e.path == path)

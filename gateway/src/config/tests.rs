@@ -146,6 +146,38 @@ fn bad_listen_address() {
 }
 
 #[test]
+fn broker_values_of_the_wrong_type() {
+    let text = format!("{GATEWAY}[broker]\nmode = \"external\"\nurl = 1883\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:7: broker.url: invalid type: expected a string `mqtt://host:port`"
+    );
+    let text = format!("{GATEWAY}[broker]\nlisten = 1883\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:10: broker.listen: invalid type: expected a string `ip:port`, e.g. \
+         \"127.0.0.1:1883\""
+    );
+}
+
+#[test]
+fn dotted_keys_and_inline_tables_are_located() {
+    let text = format!("uplink.keep_alive_s = 2\n{GATEWAY}");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:1:8: uplink.keep_alive_s: keep_alive_s must be at least 5, not 2"
+    );
+    let text = format!(
+        "sources.mqtt = [\n  {{ name = \"a\", topic = \"a/+\", format = \"senml\" }},\n  \
+         {{ name = \"b\", topic = \"b/+\", format = \"senml\", qos = 3 }},\n]\n{GATEWAY}"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:3:50: sources.mqtt[1].qos: qos must be 0 or 1, not 3"
+    );
+}
+
+#[test]
 fn syntax_error() {
     assert_eq!(
         errors("[gateway]\nid = \"gw-1\"\ndata_dir = data\n"),
