@@ -108,6 +108,7 @@ pub fn load_str_with_env(
         }
     }
     if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
         return fail(errors);
     }
     let substituted = Substituted::new(text, edits);

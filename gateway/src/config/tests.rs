@@ -622,3 +622,26 @@ fn minimal_config_takes_the_documented_defaults() {
         (200, 30_000)
     );
 }
+
+#[test]
+fn env_errors_come_in_file_order() {
+    let text = "[uplink]\nurl = \"${NO_URL}\"\n\n[gateway]\nid = \"${NO_ID}\"\ndata_dir = \"d\"\n";
+    assert_eq!(
+        errors(text),
+        "config/x.toml:2:8: uplink.url: environment variable `NO_URL` is not set\n\
+         config/x.toml:5:7: gateway.id: environment variable `NO_ID` is not set"
+    );
+}
+
+#[test]
+fn check_accepts_the_demo_config() {
+    // citygate.toml uses no environment variable, so the process environment does not matter.
+    let path = config_dir().join("citygate.toml");
+    assert_eq!(
+        check(&path),
+        (
+            format!("OK: {} (gateway gw-demo, 2 sources)", path.display()),
+            true
+        )
+    );
+}
