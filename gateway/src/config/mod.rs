@@ -1,5 +1,7 @@
 //! Gateway configuration: the schema (this file), loading with `${ENV}` substitution and
-//! located errors (`load`), and semantic checks (`validate`).
+//! located errors (`load`, `load_str`), semantic checks (`Config::validate`) and the report
+//! printed by `citygate check` (`check`). Keys and the error format are documented in
+//! `config/README.md`.
 //!
 //! Every struct rejects unknown keys. Defaults are `const fn`s so that the documented default
 //! and the code cannot drift apart.
