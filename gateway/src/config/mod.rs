@@ -1,5 +1,7 @@
 //! Gateway configuration: the schema (this file), loading with `${ENV}` substitution and
-//! located errors (`load`), and semantic checks (`validate`).
+//! located errors (`load`, `load_str`), semantic checks (`Config::validate`) and the report
+//! printed by `citygate check` (`check`). Keys and the error format are documented in
+//! `config/README.md`.
 //!
 //! Every struct rejects unknown keys. Defaults are `const fn`s so that the documented default
 //! and the code cannot drift apart.
@@ -8,6 +10,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+mod env;
+mod error;
+mod load;
+mod locate;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors, ValidationError};
+pub use load::{check, load, load_str, load_str_with_env, load_with_env};
+pub use validate::{
+    check_topic_filter, parse_mqtt_url, parse_sensor_template, MqttUrl, TemplatePart,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

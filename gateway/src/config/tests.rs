@@ -1,0 +1,647 @@
+//! Tests of the whole loading pipeline: every kind of bad file gives one exact, located message,
+//! substitution keeps positions right, and every shipped configuration file loads.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const GATEWAY: &str = "[gateway]\nid = \"gw-1\"\ndata_dir = \"data\"\n";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "UPLINK_URL" => Some("mqtts://platform.example:8883".into()),
+        "GW_ID" => Some("gw-from-env".into()),
+        "QUOTED" => Some("say \"hi\" \\ back\nnow".into()),
+        "LONG_NAME" => Some("a-rather-long-source-name-from-the-environment".into()),
+        _ => None,
+    }
+}
+
+fn load_text(text: &str) -> Result<Config, ConfigErrors> {
+    load_str_with_env(text, "config/x.toml", &env)
+}
+
+/// The full error text for `text`; panics (failing the test) when it loads.
+fn errors(text: &str) -> String {
+    match load_text(text) {
+        Ok(_) => panic!("expected errors, but this loaded:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ok(text: &str) -> Config {
+    match load_text(text) {
+        Ok(c) => c,
+        Err(e) => panic!("expected to load, got:\n{e}"),
+    }
+}
+
+// ---- schema errors ---------------------------------------------------------------------------
+
+#[test]
+fn unknown_key_at_top_level() {
+    // Keys after `[gateway]` belong to it: a top-level key must come before any table.
+    let text = format!("# gateway config\nlog_level = \"debug\"\n\n{GATEWAY}");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:2:1: log_level: unknown field `log_level`, expected one of `gateway`, \
+         `broker`, `sources`, `summaries`, `outbox`, `uplink`"
+    );
+}
+
+#[test]
+fn unknown_key_nested() {
+    let text = format!(
+        "{GATEWAY}\n[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\n\n\
+         [[sources.mqtt]]\nname = \"b\"\ntopic = \"b/+\"\nformat = \"senml\"\n  qos_level = 1\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:14:3: sources.mqtt[1].qos_level: unknown field `qos_level`, expected one \
+         of `name`, `topic`, `format`, `sensor`, `value_path`, `time_path`, `quantity`, `unit`, \
+         `qos`"
+    );
+}
+
+#[test]
+fn unknown_key_in_tagged_broker_table() {
+    let text = format!("{GATEWAY}[broker]\nmode = \"embedded\"\nport = 1883\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:1: broker.port: unknown field `port`, expected `listen`"
+    );
+}
+
+#[test]
+fn unknown_subtable() {
+    let text = format!("{GATEWAY}[gateway.extra]\nk = 1\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:4:10: gateway.extra: unknown field `extra`, expected `id` or `data_dir`"
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let text = format!("{GATEWAY}[uplink]\nkeep_alive_s = \"30s\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:16: uplink.keep_alive_s: invalid type: string \"30s\", expected u16"
+    );
+}
+
+#[test]
+fn integer_out_of_range() {
+    let text = format!("{GATEWAY}[uplink]\nmax_inflight = 70000\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:16: uplink.max_inflight: invalid value: integer `70000`, expected u16"
+    );
+}
+
+#[test]
+fn missing_required_key() {
+    assert_eq!(
+        errors("# comment\n[gateway]\nid = \"gw-1\"\n"),
+        "config/x.toml:2:1: gateway.data_dir: missing field `data_dir`"
+    );
+    assert_eq!(
+        errors("[summaries]\nwindow_s = 5\n"),
+        "config/x.toml:1:1: gateway: missing field `gateway`"
+    );
+    let text = format!("{GATEWAY}\n[[sources.mqtt]]\nname = \"a\"\nformat = \"senml\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:1: sources.mqtt[0].topic: missing field `topic`"
+    );
+}
+
+#[test]
+fn bad_enum_variant() {
+    let text = format!(
+        "{GATEWAY}\n[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\n\n\
+         [[sources.mqtt]]\nname = \"b\"\ntopic = \"b/+\"\n    format = \"xml\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:13:14: sources.mqtt[1].format: unknown variant `xml`, expected `senml` or \
+         `json`"
+    );
+    let text = format!("{GATEWAY}[broker]\nmode = \"remote\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:8: broker.mode: unknown variant `remote`, expected `embedded` or \
+         `external`"
+    );
+}
+
+#[test]
+fn bad_listen_address() {
+    let text = format!("{GATEWAY}[broker]\nmode = \"embedded\"\nlisten = \"localhost\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:10: broker.listen: `localhost` is not a socket address: expected \
+         `ip:port`, e.g. `127.0.0.1:1883`"
+    );
+}
+
+#[test]
+fn broker_values_of_the_wrong_type() {
+    let text = format!("{GATEWAY}[broker]\nmode = \"external\"\nurl = 1883\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:7: broker.url: invalid type: expected a string `mqtt://host:port`"
+    );
+    let text = format!("{GATEWAY}[broker]\nlisten = 1883\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:10: broker.listen: invalid type: expected a string `ip:port`, e.g. \
+         \"127.0.0.1:1883\""
+    );
+}
+
+#[test]
+fn dotted_keys_and_inline_tables_are_located() {
+    let text = format!("uplink.keep_alive_s = 2\n{GATEWAY}");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:1:8: uplink.keep_alive_s: keep_alive_s must be at least 5, not 2"
+    );
+    let text = format!(
+        "sources.mqtt = [\n  {{ name = \"a\", topic = \"a/+\", format = \"senml\" }},\n  \
+         {{ name = \"b\", topic = \"b/+\", format = \"senml\", qos = 3 }},\n]\n{GATEWAY}"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:3:50: sources.mqtt[1].qos: qos must be 0 or 1, not 3"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    assert_eq!(
+        errors("[gateway]\nid = \"gw-1\"\ndata_dir = data\n"),
+        "config/x.toml:3:12: gateway.data_dir: invalid string; expected `\"`, `'`"
+    );
+}
+
+// ---- environment substitution ----------------------------------------------------------------
+
+#[test]
+fn missing_env_var() {
+    let text =
+        format!("{GATEWAY}[uplink]\nurl = \"mqtts://${{PLATFORM_HOST}}:${{PLATFORM_PORT}}\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:16: uplink.url: environment variable `PLATFORM_HOST` is not set\n\
+         config/x.toml:5:33: uplink.url: environment variable `PLATFORM_PORT` is not set"
+    );
+}
+
+#[test]
+fn bad_env_references() {
+    let text = format!("{GATEWAY}[uplink]\nclient_id = \"${{1ID}}\"\nurl = \"${{UPLINK_URL\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:14: uplink.client_id: `${1ID}` is not a valid environment variable \
+         reference (names are letters, digits and `_`, not starting with a digit)\n\
+         config/x.toml:6:8: uplink.url: `${` without a closing `}` (write `$${` for a literal `${`)"
+    );
+}
+
+#[test]
+fn env_substitution_fills_strings() {
+    let c = ok(
+        "[gateway]\nid = \"${GW_ID}\"\ndata_dir = \"/var/lib/${GW_ID}\"\n\
+         [uplink]\nurl = \"${UPLINK_URL}\"\nclient_id = 'cg-${GW_ID}'\n",
+    );
+    assert_eq!(c.gateway.id, "gw-from-env");
+    assert_eq!(c.gateway.data_dir, PathBuf::from("/var/lib/gw-from-env"));
+    assert_eq!(
+        c.uplink.url.as_deref(),
+        Some("mqtts://platform.example:8883")
+    );
+    assert_eq!(c.uplink.client_id.as_deref(), Some("cg-gw-from-env"));
+}
+
+#[test]
+fn env_values_cannot_change_the_document() {
+    // A value full of quotes, backslashes and newlines stays one string value.
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"${{QUOTED}}\"\ntopic = \"a/+\"\nformat = \"senml\"\n"
+    );
+    assert_eq!(ok(&text).sources.mqtt[0].name, "say \"hi\" \\ back\nnow");
+}
+
+#[test]
+fn double_dollar_is_a_literal() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"cost $${{UPLINK_URL}} $5\"\ntopic = \"a/+\"\n\
+         format = \"senml\"\n"
+    );
+    assert_eq!(ok(&text).sources.mqtt[0].name, "cost ${UPLINK_URL} $5");
+}
+
+#[test]
+fn positions_after_a_substitution_are_those_of_the_file() {
+    // The substituted value is longer than `${LONG_NAME}`; the error after it on the same line
+    // must still point at `xml` as written.
+    let text = format!(
+        "sources.mqtt = [{{ name = \"${{LONG_NAME}}\", topic = \"a/+\", format = \"xml\" }}]\n{GATEWAY}"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:1:66: sources.mqtt[0].format: unknown variant `xml`, expected `senml` or \
+         `json`"
+    );
+    // A multi-line string holding a reference is re-encoded on one line; later lines keep their
+    // numbers.
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"\"\"\n${{GW_ID}}\nsecond line\"\"\"\ntopic = \"a/+\"\n\
+         format = \"senml\"\nqos = \"one\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:10:7: sources.mqtt[0].qos: invalid type: string \"one\", expected u8"
+    );
+}
+
+// ---- validation ------------------------------------------------------------------------------
+
+#[test]
+fn invalid_gateway_id() {
+    assert_eq!(
+        errors("[gateway]\nid = \"gw 1/north\"\ndata_dir = \"d\"\n"),
+        "config/x.toml:2:1: gateway.id: gateway id `gw 1/north` contains ` `; only A-Z, a-z, \
+         0-9, `_` and `-` are allowed"
+    );
+    let long = "g".repeat(65);
+    assert_eq!(
+        errors(&format!("[gateway]\nid = \"{long}\"\ndata_dir = \"d\"\n")),
+        "config/x.toml:2:1: gateway.id: gateway id must be 1 to 64 characters long, not 65"
+    );
+}
+
+#[test]
+fn window_zero() {
+    let text = format!("{GATEWAY}\n[summaries]\n  window_s = 0\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:3: summaries.window_s: window_s must be in 1..=86400 seconds, not 0"
+    );
+}
+
+#[test]
+fn bad_topic_filter() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"field/#/senml\"\nformat = \"senml\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:1: sources.mqtt[0].topic: `#` must be a whole level and the last one \
+         in topic filter `field/#/senml` (level 2)"
+    );
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"field/det+/senml\"\nformat = \"senml\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:1: sources.mqtt[0].topic: `+` must be a whole level in topic filter \
+         `field/det+/senml` (level 2 is `det+`)"
+    );
+}
+
+#[test]
+fn json_without_value_path_points_at_its_table() {
+    let text = format!(
+        "{GATEWAY}\n[[sources.mqtt]]\nname = \"flood\"\ntopic = \"field/+/water\"\nformat = \"json\"\n\
+         sensor = \"{{2}}\"\nquantity = \"water_level\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:1: sources.mqtt[0].value_path: `json` sources need `value_path`"
+    );
+}
+
+#[test]
+fn senml_forbids_json_keys() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\n\
+         value_path = \"v\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:8:1: sources.mqtt[0].value_path: `value_path` is only for `json` sources; \
+         SenML packs carry their own names, times and units"
+    );
+}
+
+#[test]
+fn unknown_unit() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"flood\"\ntopic = \"field/+/water\"\nformat = \"json\"\n\
+         sensor = \"{{2}}\"\nvalue_path = \"level\"\nquantity = \"water_level\"\nunit = \"ft\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:11:1: sources.mqtt[0].unit: unknown SenML unit `ft`"
+    );
+}
+
+#[test]
+fn placeholder_beyond_filter_levels() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"flood\"\ntopic = \"field/+/water\"\nformat = \"json\"\n\
+         sensor = \"{{2}}-{{4}}\"\nvalue_path = \"level\"\nquantity = \"water_level\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:8:1: sources.mqtt[0].sensor: `{4}` refers to topic level 4, but topic \
+         filter `field/+/water` has only 3 levels"
+    );
+}
+
+#[test]
+fn placeholder_on_multi_level_wildcard() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"radar/#\"\nformat = \"senml\"\n\
+         sensor = \"{{2}}\"\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:8:1: sources.mqtt[0].sensor: `{2}` refers to `#` in topic filter \
+         `radar/#`, which may match several levels; use `+`"
+    );
+}
+
+#[test]
+fn qos_two() {
+    let text = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\nqos = 2\n"
+    );
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:8:1: sources.mqtt[0].qos: qos must be 0 or 1, not 2"
+    );
+}
+
+#[test]
+fn duplicate_source_names() {
+    let source = "[[sources.mqtt]]\nname = \"detectors\"\ntopic = \"a/+\"\nformat = \"senml\"\n";
+    let text = format!("{GATEWAY}{source}{source}");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:9:1: sources.mqtt[1].name: duplicate source name `detectors` (first used \
+         by sources.mqtt[0])"
+    );
+}
+
+#[test]
+fn backoff_min_above_max() {
+    let text = format!("{GATEWAY}[uplink]\nbackoff_min_ms = 5000\nbackoff_max_ms = 1000\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:1: uplink.backoff_min_ms: backoff_min_ms (5000) is greater than \
+         backoff_max_ms (1000)"
+    );
+}
+
+#[test]
+fn defaults_are_checked_against_written_values() {
+    // backoff_max_ms left at its default (30000): the error falls back to the `[uplink]` header.
+    let text = format!("{GATEWAY}\n[uplink]\nbackoff_min_ms = 60000\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:1: uplink.backoff_min_ms: backoff_min_ms (60000) is greater than \
+         backoff_max_ms (30000)"
+    );
+}
+
+#[test]
+fn bad_urls() {
+    let text = format!("{GATEWAY}[uplink]\nurl = \"https://platform.example\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:5:1: uplink.url: `https://platform.example` is not an MQTT URL: expected \
+         `mqtt://host:port` or `mqtts://host:port`"
+    );
+    let text = format!("{GATEWAY}[broker]\nmode = \"external\"\nurl = \"mqtt://localhost\"\n");
+    assert_eq!(
+        errors(&text),
+        "config/x.toml:6:1: broker.url: `mqtt://localhost`: missing `:port`"
+    );
+}
+
+#[test]
+fn all_validation_errors_are_reported_in_file_order() {
+    let text = "[uplink]\nkeep_alive_s = 1\nmax_inflight = 0\n\n\
+                [gateway]\nid = \"\"\ndata_dir = \"d\"\n";
+    assert_eq!(
+        errors(text),
+        "config/x.toml:2:1: uplink.keep_alive_s: keep_alive_s must be at least 5, not 1\n\
+         config/x.toml:3:1: uplink.max_inflight: max_inflight must be at least 1, not 0\n\
+         config/x.toml:6:1: gateway.id: gateway id must be 1 to 64 characters long, not 0"
+    );
+    match load_text(text) {
+        Err(e) => {
+            assert_eq!(e.errors.len(), 3);
+            assert_eq!(e.errors[2].key_path, "gateway.id");
+            assert_eq!((e.errors[2].line, e.errors[2].column), (6, 1));
+        }
+        Ok(_) => panic!("loaded"),
+    }
+}
+
+#[test]
+fn validate_is_callable_on_its_own() {
+    let mut c = ok(GATEWAY);
+    assert!(c.validate().is_empty());
+    c.summaries.window_s = 86_401;
+    c.outbox.cache_capacity_bytes = 1;
+    let found: Vec<String> = c.validate().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        found,
+        [
+            "summaries.window_s: window_s must be in 1..=86400 seconds, not 86401",
+            "outbox.cache_capacity_bytes: cache_capacity_bytes must be in 65536..=1073741824 \
+             (64 KiB to 1 GiB), not 1",
+        ]
+    );
+}
+
+// ---- files -----------------------------------------------------------------------------------
+
+fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+fn shipped_configs() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in [config_dir(), config_dir().join("examples")] {
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_loads_and_validates() {
+    let files = shipped_configs();
+    assert!(files.len() >= 4, "found only {files:?}");
+    for path in &files {
+        if let Err(e) = load_with_env(path, &env) {
+            panic!("{} does not load:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn default_config_matches_the_demo() {
+    let path = config_dir().join("citygate.toml");
+    let c = match load_with_env(&path, &env) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(c.gateway.id, "gw-demo");
+    assert_eq!(c.gateway.data_dir, config_dir().join("../data/gw-demo"));
+    assert!(matches!(
+        c.broker,
+        BrokerConfig::Embedded { listen } if listen.to_string() == "127.0.0.1:1883"
+    ));
+    assert_eq!(c.summaries.window_s, 10);
+    let [traffic, flood] = &c.sources.mqtt[..] else {
+        panic!("expected two sources, got {:?}", c.sources.mqtt);
+    };
+    assert_eq!(
+        (
+            traffic.topic.as_str(),
+            traffic.format,
+            traffic.sensor.as_str()
+        ),
+        ("field/+/+/senml", PayloadFormat::Senml, "{2}/{3}")
+    );
+    assert_eq!(
+        (flood.topic.as_str(), flood.format, flood.sensor.as_str()),
+        ("field/+/water", PayloadFormat::Json, "{2}")
+    );
+    assert_eq!(flood.value_path.as_deref(), Some("level"));
+    assert_eq!(flood.time_path.as_deref(), Some("ts"));
+    assert_eq!(flood.quantity.as_deref(), Some("water_level"));
+    assert_eq!(flood.unit.as_deref(), Some("m"));
+}
+
+#[test]
+fn examples_need_their_environment() {
+    let path = config_dir().join("examples/external-broker.toml");
+    let e = match load_with_env(&path, &|_| None) {
+        Ok(_) => panic!("loaded without UPLINK_URL"),
+        Err(e) => e,
+    };
+    assert_eq!(e.errors.len(), 1);
+    assert_eq!(e.errors[0].key_path, "uplink.url");
+    assert_eq!(
+        e.errors[0].message,
+        "environment variable `UPLINK_URL` is not set"
+    );
+}
+
+#[test]
+fn load_resolves_data_dir_next_to_the_file_and_load_str_does_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, GATEWAY).expect("write config");
+    let c = load(&path).expect("loads");
+    assert_eq!(c.gateway.data_dir, dir.path().join("data"));
+    assert_eq!(ok(GATEWAY).gateway.data_dir, PathBuf::from("data"));
+
+    std::fs::write(&path, "[gateway]\nid = \"g\"\ndata_dir = \"/abs/dir\"\n").expect("write");
+    assert_eq!(
+        load(&path).expect("loads").gateway.data_dir,
+        PathBuf::from("/abs/dir")
+    );
+}
+
+#[test]
+fn check_reports_ok_or_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("gw.toml");
+    let source = "[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\n";
+    std::fs::write(&path, format!("{GATEWAY}{source}")).expect("write config");
+    assert_eq!(
+        check(&path),
+        (
+            format!("OK: {} (gateway gw-1, 1 source)", path.display()),
+            true
+        )
+    );
+
+    std::fs::write(&path, format!("{GATEWAY}[summaries]\nwindow_s = 0\n")).expect("write");
+    assert_eq!(
+        check(&path),
+        (
+            format!(
+                "{}:5:1: summaries.window_s: window_s must be in 1..=86400 seconds, not 0",
+                path.display()
+            ),
+            false
+        )
+    );
+
+    let missing = dir.path().join("nope.toml");
+    let (text, is_ok) = check(&missing);
+    assert!(!is_ok);
+    assert!(
+        text.starts_with(&format!("{}: cannot read the file: ", missing.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn minimal_config_takes_the_documented_defaults() {
+    let c = ok(GATEWAY);
+    assert!(matches!(
+        c.broker,
+        BrokerConfig::Embedded { listen } if listen.to_string() == "127.0.0.1:1883"
+    ));
+    assert!(c.sources.mqtt.is_empty());
+    assert_eq!(c.summaries.window_s, 60);
+    assert_eq!(c.outbox.cache_capacity_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.outbox.flush_every_ms, 200);
+    assert_eq!(c.uplink.url, None);
+    assert_eq!(c.uplink.keep_alive_s, 30);
+    assert_eq!(c.uplink.max_inflight, 100);
+    assert_eq!(
+        (c.uplink.backoff_min_ms, c.uplink.backoff_max_ms),
+        (200, 30_000)
+    );
+}
+
+#[test]
+fn env_errors_come_in_file_order() {
+    let text = "[uplink]\nurl = \"${NO_URL}\"\n\n[gateway]\nid = \"${NO_ID}\"\ndata_dir = \"d\"\n";
+    assert_eq!(
+        errors(text),
+        "config/x.toml:2:8: uplink.url: environment variable `NO_URL` is not set\n\
+         config/x.toml:5:7: gateway.id: environment variable `NO_ID` is not set"
+    );
+}
+
+#[test]
+fn check_accepts_the_demo_config() {
+    // citygate.toml uses no environment variable, so the process environment does not matter.
+    let path = config_dir().join("citygate.toml");
+    assert_eq!(
+        check(&path),
+        (
+            format!("OK: {} (gateway gw-demo, 2 sources)", path.display()),
+            true
+        )
+    );
+}

@@ -1,0 +1,575 @@
+//! Semantic checks of a parsed [`Config`]: ranges, identifiers, MQTT topic filters, sensor id
+//! templates, units and URLs. Each problem carries the key path it concerns.
+//!
+//! The small parsers here (`parse_mqtt_url`, `check_topic_filter`, `parse_sensor_template`) are
+//! public so that the runtime uses the same rules the checker enforces.
+
+use std::collections::HashMap;
+
+use citygate_protocols::Unit;
+
+use super::error::ValidationError;
+use super::{BrokerConfig, Config, MqttSourceConfig, PayloadFormat};
+
+/// Longest gateway id.
+pub const MAX_GATEWAY_ID_LEN: usize = 64;
+/// Longest summary window: one day.
+pub const MAX_WINDOW_S: u32 = 86_400;
+/// Smallest outbox page cache.
+pub const MIN_CACHE_CAPACITY_BYTES: u64 = 64 * 1024;
+/// Largest outbox page cache.
+pub const MAX_CACHE_CAPACITY_BYTES: u64 = 1024 * 1024 * 1024;
+/// Longest background flush period of the outbox.
+pub const MAX_FLUSH_EVERY_MS: u64 = 60_000;
+/// Shortest uplink keep-alive.
+pub const MIN_KEEP_ALIVE_S: u16 = 5;
+/// Longest uplink client id.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+/// Longest reconnect delay: one hour.
+pub const MAX_BACKOFF_MS: u64 = 3_600_000;
+/// Longest MQTT topic filter (the MQTT string limit).
+pub const MAX_TOPIC_LEN: usize = 65_535;
+
+/// A broker address from `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    /// `true` for `mqtts://` (TLS).
+    pub tls: bool,
+    /// Host name or IP address, without the brackets of an IPv6 literal.
+    pub host: String,
+    pub port: u16,
+}
+
+/// Parses `mqtt://host:port` or `mqtts://host:port`. The port is required; a path, query or
+/// user name is not allowed (credentials come from the environment, not from the URL).
+pub fn parse_mqtt_url(url: &str) -> Result<MqttUrl, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtt://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("mqtts://") {
+        (true, r)
+    } else {
+        return Err(format!(
+            "`{url}` is not an MQTT URL: expected `mqtt://host:port` or `mqtts://host:port`"
+        ));
+    };
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "`{url}`: only `host:port` may follow the scheme (no path, query or user name)"
+        ));
+    }
+    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+        let (host, after) = r
+            .split_once(']')
+            .ok_or_else(|| format!("`{url}`: IPv6 address without a closing `]`"))?;
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{url}`: `{host}` is not an IPv6 address"));
+        }
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("`{url}`: missing `:port`"))?;
+        (host, port)
+    } else {
+        rest.rsplit_once(':')
+            .ok_or_else(|| format!("`{url}`: missing `:port`"))?
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}`: missing host"));
+    }
+    let valid_host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == ':';
+    if !host.chars().all(valid_host_char) {
+        return Err(format!("`{url}`: `{host}` is not a valid host name"));
+    }
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("`{url}`: port `{port}` is not in 1..=65535")),
+    };
+    Ok(MqttUrl {
+        tls,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Checks an MQTT topic filter: not empty, `#` only as the whole last level, `+` only as a whole
+/// level, no NUL character, at most 65535 bytes.
+pub fn check_topic_filter(filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Err("topic filter is empty".to_string());
+    }
+    if filter.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "topic filter is {} bytes long, more than {MAX_TOPIC_LEN}",
+            filter.len()
+        ));
+    }
+    if filter.contains('\0') {
+        return Err(format!(
+            "topic filter `{}` contains a NUL character",
+            filter.escape_debug()
+        ));
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    let last = levels.len() - 1;
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i != last) {
+            return Err(format!(
+                "`#` must be a whole level and the last one in topic filter `{filter}` \
+                 (level {})",
+                i + 1
+            ));
+        }
+        if level.contains('+') && *level != "+" {
+            return Err(format!(
+                "`+` must be a whole level in topic filter `{filter}` (level {} is `{level}`)",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One piece of a sensor id template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    /// Text copied as written.
+    Literal(String),
+    /// `{N}`: the N-th level (1-based) of the received topic.
+    Level(usize),
+}
+
+/// Parses a sensor id template such as `{1}/{2}` or `flood-{1}`. `{{` and `}}` stand for
+/// literal braces.
+pub fn parse_sensor_template(template: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let mut digits = String::new();
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    if d == '}' {
+                        closed = true;
+                        break;
+                    }
+                    digits.push(d);
+                }
+                if !closed {
+                    return Err(format!(
+                        "`{{` without a closing `}}` in sensor template `{template}` \
+                         (write `{{{{` for a literal brace)"
+                    ));
+                }
+                let level = match digits.parse::<usize>() {
+                    Ok(n) if n >= 1 && digits.chars().all(|c| c.is_ascii_digit()) => n,
+                    _ => {
+                        return Err(format!(
+                            "`{{{digits}}}` in sensor template `{template}` is not a topic level: \
+                             expected `{{1}}`, `{{2}}`, ..."
+                        ))
+                    }
+                };
+                if !literal.is_empty() {
+                    parts.push(TemplatePart::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(TemplatePart::Level(level));
+            }
+            '}' => {
+                return Err(format!(
+                    "`}}` without an opening `{{` in sensor template `{template}` \
+                     (write `}}}}` for a literal brace)"
+                ))
+            }
+            _ => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(TemplatePart::Literal(literal));
+    }
+    Ok(parts)
+}
+
+/// Checks that every `{N}` of `template` names a single level of `filter`: a `+` or a literal
+/// level, not a `#` (which may span several levels) and not beyond the filter's last level.
+fn check_template_against_filter(template: &str, filter: &str) -> Result<(), String> {
+    let levels: Vec<&str> = filter.split('/').collect();
+    for part in parse_sensor_template(template)? {
+        let TemplatePart::Level(n) = part else {
+            continue;
+        };
+        match levels.get(n - 1) {
+            None => {
+                return Err(format!(
+                    "`{{{n}}}` refers to topic level {n}, but topic filter `{filter}` has only {} \
+                     level{}",
+                    levels.len(),
+                    if levels.len() == 1 { "" } else { "s" }
+                ))
+            }
+            Some(&"#") => {
+                return Err(format!(
+                    "`{{{n}}}` refers to `#` in topic filter `{filter}`, which may match several \
+                     levels; use `+`"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_dot_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("path is empty".to_string());
+    }
+    if path.split('.').any(str::is_empty) {
+        return Err(format!(
+            "`{path}` is not a dot path: expected names separated by single dots, e.g. `data.level`"
+        ));
+    }
+    Ok(())
+}
+
+fn is_quantity_name(q: &str) -> bool {
+    !q.is_empty()
+        && q.starts_with(|c: char| c.is_ascii_lowercase())
+        && q.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Collects problems with their key paths.
+struct Report(Vec<ValidationError>);
+
+impl Report {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError::new(path, message));
+    }
+}
+
+impl Config {
+    /// Semantic checks beyond what the schema's types enforce. Returns every problem found, each
+    /// with its key path; an empty list means the configuration is usable.
+    pub fn validate(&self) -> Vec<ValidationError> {
+        let mut r = Report(Vec::new());
+        self.validate_gateway(&mut r);
+        self.validate_broker(&mut r);
+        self.validate_sources(&mut r);
+        self.validate_summaries(&mut r);
+        self.validate_outbox(&mut r);
+        self.validate_uplink(&mut r);
+        r.0
+    }
+
+    fn validate_gateway(&self, r: &mut Report) {
+        let id = &self.gateway.id;
+        let len = id.chars().count();
+        if len == 0 || len > MAX_GATEWAY_ID_LEN {
+            r.push(
+                "gateway.id",
+                format!("gateway id must be 1 to {MAX_GATEWAY_ID_LEN} characters long, not {len}"),
+            );
+        } else if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            r.push(
+                "gateway.id",
+                format!(
+                    "gateway id `{id}` contains `{}`; only A-Z, a-z, 0-9, `_` and `-` are allowed",
+                    bad.escape_debug()
+                ),
+            );
+        }
+        if self.gateway.data_dir.as_os_str().is_empty() {
+            r.push("gateway.data_dir", "data_dir is empty");
+        }
+    }
+
+    fn validate_broker(&self, r: &mut Report) {
+        if let BrokerConfig::External { url } = &self.broker {
+            if let Err(e) = parse_mqtt_url(url) {
+                r.push("broker.url", e);
+            }
+        }
+    }
+
+    fn validate_sources(&self, r: &mut Report) {
+        let mut first_by_name: HashMap<&str, usize> = HashMap::new();
+        for (i, source) in self.sources.mqtt.iter().enumerate() {
+            let at = format!("sources.mqtt[{i}]");
+            if source.name.trim().is_empty() {
+                r.push(format!("{at}.name"), "source name is empty");
+            } else if let Some(first) = first_by_name.get(source.name.as_str()) {
+                r.push(
+                    format!("{at}.name"),
+                    format!(
+                        "duplicate source name `{}` (first used by sources.mqtt[{first}])",
+                        source.name
+                    ),
+                );
+            } else {
+                first_by_name.insert(&source.name, i);
+            }
+            validate_mqtt_source(source, &at, r);
+        }
+    }
+
+    fn validate_summaries(&self, r: &mut Report) {
+        let w = self.summaries.window_s;
+        if !(1..=MAX_WINDOW_S).contains(&w) {
+            r.push(
+                "summaries.window_s",
+                format!("window_s must be in 1..={MAX_WINDOW_S} seconds, not {w}"),
+            );
+        }
+    }
+
+    fn validate_outbox(&self, r: &mut Report) {
+        let o = &self.outbox;
+        if !(MIN_CACHE_CAPACITY_BYTES..=MAX_CACHE_CAPACITY_BYTES).contains(&o.cache_capacity_bytes)
+        {
+            r.push(
+                "outbox.cache_capacity_bytes",
+                format!(
+                    "cache_capacity_bytes must be in {MIN_CACHE_CAPACITY_BYTES}..={MAX_CACHE_CAPACITY_BYTES} \
+                     (64 KiB to 1 GiB), not {}",
+                    o.cache_capacity_bytes
+                ),
+            );
+        }
+        if o.flush_every_ms > MAX_FLUSH_EVERY_MS {
+            r.push(
+                "outbox.flush_every_ms",
+                format!(
+                    "flush_every_ms must be in 0..={MAX_FLUSH_EVERY_MS}, not {}",
+                    o.flush_every_ms
+                ),
+            );
+        }
+    }
+
+    fn validate_uplink(&self, r: &mut Report) {
+        let u = &self.uplink;
+        if let Some(url) = &u.url {
+            if let Err(e) = parse_mqtt_url(url) {
+                r.push("uplink.url", e);
+            }
+        }
+        if let Some(id) = &u.client_id {
+            let len = id.chars().count();
+            if len == 0 || len > MAX_CLIENT_ID_LEN {
+                r.push(
+                    "uplink.client_id",
+                    format!(
+                        "client_id must be 1 to {MAX_CLIENT_ID_LEN} characters long, not {len}"
+                    ),
+                );
+            } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                r.push(
+                    "uplink.client_id",
+                    "client_id must not contain spaces or control characters",
+                );
+            }
+        }
+        if u.keep_alive_s < MIN_KEEP_ALIVE_S {
+            r.push(
+                "uplink.keep_alive_s",
+                format!(
+                    "keep_alive_s must be at least {MIN_KEEP_ALIVE_S}, not {}",
+                    u.keep_alive_s
+                ),
+            );
+        }
+        if u.max_inflight < 1 {
+            r.push(
+                "uplink.max_inflight",
+                "max_inflight must be at least 1, not 0",
+            );
+        }
+        if u.backoff_min_ms < 1 {
+            r.push(
+                "uplink.backoff_min_ms",
+                "backoff_min_ms must be at least 1, not 0",
+            );
+        }
+        if u.backoff_max_ms > MAX_BACKOFF_MS {
+            r.push(
+                "uplink.backoff_max_ms",
+                format!(
+                    "backoff_max_ms must be at most {MAX_BACKOFF_MS} (one hour), not {}",
+                    u.backoff_max_ms
+                ),
+            );
+        }
+        if u.backoff_min_ms > u.backoff_max_ms {
+            r.push(
+                "uplink.backoff_min_ms",
+                format!(
+                    "backoff_min_ms ({}) is greater than backoff_max_ms ({})",
+                    u.backoff_min_ms, u.backoff_max_ms
+                ),
+            );
+        }
+    }
+}
+
+fn validate_mqtt_source(s: &MqttSourceConfig, at: &str, r: &mut Report) {
+    let topic_ok = match check_topic_filter(&s.topic) {
+        Ok(()) => true,
+        Err(e) => {
+            r.push(format!("{at}.topic"), e);
+            false
+        }
+    };
+    if topic_ok {
+        if let Err(e) = check_template_against_filter(&s.sensor, &s.topic) {
+            r.push(format!("{at}.sensor"), e);
+        }
+    } else if let Err(e) = parse_sensor_template(&s.sensor) {
+        r.push(format!("{at}.sensor"), e);
+    }
+    if s.qos > 1 {
+        r.push(
+            format!("{at}.qos"),
+            format!("qos must be 0 or 1, not {}", s.qos),
+        );
+    }
+    match s.format {
+        PayloadFormat::Json => {
+            if s.sensor.is_empty() {
+                r.push(
+                    format!("{at}.sensor"),
+                    "`json` sources need a sensor template, e.g. `{1}`",
+                );
+            }
+            match &s.value_path {
+                None => r.push(
+                    format!("{at}.value_path"),
+                    "`json` sources need `value_path`",
+                ),
+                Some(p) => {
+                    if let Err(e) = check_dot_path(p) {
+                        r.push(format!("{at}.value_path"), e);
+                    }
+                }
+            }
+            if let Some(p) = &s.time_path {
+                if let Err(e) = check_dot_path(p) {
+                    r.push(format!("{at}.time_path"), e);
+                }
+            }
+            match &s.quantity {
+                None => r.push(format!("{at}.quantity"), "`json` sources need `quantity`"),
+                Some(q) if !is_quantity_name(q) => r.push(
+                    format!("{at}.quantity"),
+                    format!(
+                        "quantity `{q}` must be lower-case letters, digits and `_`, \
+                         e.g. `water_level`"
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if let Some(u) = &s.unit {
+                if Unit::parse(u).is_none() {
+                    r.push(format!("{at}.unit"), format!("unknown SenML unit `{u}`"));
+                }
+            }
+        }
+        PayloadFormat::Senml => {
+            for (key, present) in [
+                ("value_path", s.value_path.is_some()),
+                ("time_path", s.time_path.is_some()),
+                ("quantity", s.quantity.is_some()),
+                ("unit", s.unit.is_some()),
+            ] {
+                if present {
+                    r.push(
+                        format!("{at}.{key}"),
+                        format!(
+                            "`{key}` is only for `json` sources; SenML packs carry their own names, \
+                             times and units"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_urls() {
+        assert_eq!(
+            parse_mqtt_url("mqtts://platform.example:8883"),
+            Ok(MqttUrl {
+                tls: true,
+                host: "platform.example".into(),
+                port: 8883
+            })
+        );
+        assert_eq!(
+            parse_mqtt_url("mqtt://[::1]:1883").map(|u| (u.host, u.port)),
+            Ok(("::1".to_string(), 1883))
+        );
+        for bad in [
+            "http://x:1",
+            "mqtt://x",
+            "mqtt://:1883",
+            "mqtt://x:0",
+            "mqtt://x:70000",
+            "mqtt://x:1883/path",
+            "mqtt://user@x:1883",
+            "mqtt://[zz]:1",
+            "mqtt://a b:1",
+        ] {
+            assert!(parse_mqtt_url(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn topic_filters() {
+        for good in ["#", "a/#", "+/+/x", "a//b", "/", "field/+/water"] {
+            assert_eq!(check_topic_filter(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b+", "+a/b", "a\0b"] {
+            assert!(check_topic_filter(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            parse_sensor_template("det-{1}/{12}{{x}}"),
+            Ok(vec![
+                TemplatePart::Literal("det-".into()),
+                TemplatePart::Level(1),
+                TemplatePart::Literal("/".into()),
+                TemplatePart::Level(12),
+                TemplatePart::Literal("{x}".into()),
+            ])
+        );
+        assert_eq!(parse_sensor_template(""), Ok(vec![]));
+        for bad in ["{0}", "{x}", "{1", "}", "{+1}", "{}"] {
+            assert!(parse_sensor_template(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(
+            check_template_against_filter("{1}/{2}{3}", "f/+/+/senml"),
+            Ok(())
+        );
+        assert!(check_template_against_filter("{2}", "a/#").is_err());
+        assert!(check_template_against_filter("{1}", "a/#").is_ok());
+        assert!(check_template_against_filter("{3}", "a/+").is_err());
+    }
+}
