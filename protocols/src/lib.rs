@@ -10,8 +10,12 @@ pub mod unit;
 
 #[cfg(feature = "std")]
 pub mod record;
+#[cfg(feature = "std")]
+pub mod senml;
+#[cfg(feature = "std")]
+pub mod topic;
 
 pub use quality::Quality;
-pub use unit::Unit;
 #[cfg(feature = "std")]
 pub use record::{Body, Class, Envelope, Event, Reading, Summary};
+pub use unit::Unit;

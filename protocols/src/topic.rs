@@ -1,0 +1,1 @@
+//! The versioned uplink topic scheme (work in progress).
