@@ -10,6 +10,10 @@ pub mod unit;
 
 #[cfg(feature = "std")]
 pub mod record;
+#[cfg(feature = "std")]
+pub mod senml;
+#[cfg(feature = "std")]
+pub mod topic;
 
 pub use quality::Quality;
 #[cfg(feature = "std")]
