@@ -38,7 +38,7 @@ pub fn detector_payload(intersection: usize, detector: usize, t: u64, now: f64) 
     let n = vehicles(intersection, detector, t);
     let readings = [
         Reading {
-            sensor: format!("{}/count", DETECTORS[detector]),
+            sensor: DETECTORS[detector].to_string(),
             quantity: "count".into(),
             value: f64::from(n),
             unit: Some(Unit::Count),
@@ -46,7 +46,7 @@ pub fn detector_payload(intersection: usize, detector: usize, t: u64, now: f64) 
             quality: Quality::Good,
         },
         Reading {
-            sensor: format!("{}/occupancy", DETECTORS[detector]),
+            sensor: DETECTORS[detector].to_string(),
             quantity: "occupancy".into(),
             value: f64::from((n * 9).min(100)),
             unit: Some(Unit::Percent),

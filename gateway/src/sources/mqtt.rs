@@ -12,16 +12,9 @@ use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::config::{MqttSourceConfig, PayloadFormat};
+use crate::config::{parse_sensor_template, MqttSourceConfig, PayloadFormat, TemplatePart};
 use crate::mqtt::{filter_matches, BrokerUrl};
 use crate::status::Stats;
-
-/// One piece of a sensor-id template: literal text or a 1-based topic level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Piece {
-    Text(String),
-    Level(usize),
-}
 
 /// A compiled `[[sources.mqtt]]` entry.
 #[derive(Debug, Clone)]
@@ -29,7 +22,7 @@ pub struct Route {
     pub name: String,
     pub filter: String,
     format: PayloadFormat,
-    sensor: Vec<Piece>,
+    sensor: Vec<TemplatePart>,
     value_path: Vec<String>,
     time_path: Option<Vec<String>>,
     quantity: String,
@@ -54,30 +47,6 @@ pub enum DecodeError {
     NoLevel { topic: String, level: usize },
 }
 
-fn parse_template(t: &str) -> Vec<Piece> {
-    let mut out = Vec::new();
-    let mut rest = t;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-            break;
-        };
-        match rest[open + 1..close].parse::<usize>() {
-            Ok(n) => {
-                if open > 0 {
-                    out.push(Piece::Text(rest[..open].to_string()));
-                }
-                out.push(Piece::Level(n));
-            }
-            Err(_) => out.push(Piece::Text(rest[..=close].to_string())),
-        }
-        rest = &rest[close + 1..];
-    }
-    if !rest.is_empty() {
-        out.push(Piece::Text(rest.to_string()));
-    }
-    out
-}
-
 fn dot_path(p: &str) -> Vec<String> {
     p.split('.').map(str::to_string).collect()
 }
@@ -96,7 +65,8 @@ impl Route {
             name: c.name.clone(),
             filter: c.topic.clone(),
             format: c.format,
-            sensor: parse_template(&c.sensor),
+            // Validated by `citygate check`; an invalid template names no sensor.
+            sensor: parse_sensor_template(&c.sensor).unwrap_or_default(),
             value_path: c.value_path.as_deref().map(dot_path).unwrap_or_default(),
             time_path: c.time_path.as_deref().map(dot_path),
             quantity: c.quantity.clone().unwrap_or_default(),
@@ -113,8 +83,8 @@ impl Route {
         let mut id = String::new();
         for p in &self.sensor {
             match p {
-                Piece::Text(t) => id.push_str(t),
-                Piece::Level(n) => id.push_str(
+                TemplatePart::Literal(t) => id.push_str(t),
+                TemplatePart::Level(n) => id.push_str(
                     n.checked_sub(1)
                         .and_then(|i| levels.get(i))
                         .ok_or_else(|| DecodeError::NoLevel {
@@ -288,7 +258,7 @@ mod tests {
             name: "flood".into(),
             topic: "field/+/water".into(),
             format: PayloadFormat::Json,
-            sensor: "{1}".into(),
+            sensor: "{2}".into(),
             value_path: Some("data.level".into()),
             time_path: Some("ts".into()),
             quantity: Some("water_level".into()),
@@ -332,7 +302,7 @@ mod tests {
         let mut c = json_source();
         c.format = PayloadFormat::Senml;
         c.topic = "field/+/+/senml".into();
-        c.sensor = "{1}/{2}".into();
+        c.sensor = "{2}/{3}".into();
         let r = Route::new(&c);
         let got = r
             .decode(
@@ -348,15 +318,11 @@ mod tests {
     }
 
     #[test]
-    fn templates_mix_text_and_levels() {
-        assert_eq!(
-            parse_template("x-{2}/{1}"),
-            vec![Piece::Text("x-".into()), Piece::Level(2), Piece::Text("/".into()), Piece::Level(1)]
-        );
+    fn a_template_level_missing_from_the_topic_is_an_error() {
         let mut c = json_source();
-        c.sensor = "{3}".into();
+        c.sensor = "{4}".into();
         let e = Route::new(&c).decode("field/a/water", b"{}", 0.0).unwrap_err();
-        assert_eq!(e, DecodeError::NoLevel { topic: "field/a/water".into(), level: 3 });
+        assert_eq!(e, DecodeError::NoLevel { topic: "field/a/water".into(), level: 4 });
     }
 
     #[test]
