@@ -2,4 +2,5 @@
 //!
 //! Pure logic lives in small modules (`rules`, `outbox` model, `config` validation); the
 //! tokio tasks around it (`broker`, `sources`, `uplink`, `run`) are thin shells.
+pub mod backoff;
 pub mod config;
