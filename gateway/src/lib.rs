@@ -1,15 +1,17 @@
 //! citygate: an edge gateway for smart-city sensors.
 //!
-//! Pure logic lives in small modules (`rules`, `outbox` model, `config` validation); the
-//! tokio tasks around it (`broker`, `sources`, `uplink`, `run`) are thin shells.
+//! Pure logic lives in small modules (`rules`, `backoff`, `config` validation, the `outbox`
+//! key scheme); the tokio tasks around it (`broker`, `sources`, `uplink`, `run`) are thin
+//! shells, and `cli` is the command line.
+pub mod backoff;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;
-pub mod status;
-pub mod uplink;
-pub mod sources;
 pub mod run;
 pub mod sim;
-pub mod cli;
+pub mod sources;
+pub mod status;
+pub mod uplink;

@@ -631,7 +631,8 @@ pub fn readings(pack: &[Record], now: f64) -> Result<Vec<Reading>, SenmlError> {
 /// than one reading the longest common prefix of those names, cut after its last `/` or `:`,
 /// becomes the base name; the first reading's time is the base time (other times are written
 /// relative to it); a unit shared by all readings becomes the base unit. Quality is not
-/// carried by SenML: filter readings before encoding if that matters.
+/// carried by SenML: filter readings before encoding if that matters. Names are not checked
+/// here; [`resolve`] and [`readings`] reject a sensor id that is not a valid SenML name.
 pub fn from_readings(readings: &[Reading]) -> Vec<Record> {
     let names: Vec<String> = readings
         .iter()
@@ -665,7 +666,7 @@ pub fn from_readings(readings: &[Reading]) -> Vec<Record> {
                 } else {
                     None
                 },
-                n: Some(name[base_name.len()..].to_owned()),
+                n: Some(name.strip_prefix(base_name).unwrap_or(name).to_owned()),
                 u: if shared_unit.is_some() {
                     None
                 } else {
