@@ -5,17 +5,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
 use crate::config::{self, Config};
 use crate::run::{self, Gateway};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 
 /// The built-in default configuration (`config/citygate.toml`), used by `citygate demo`.
 const DEFAULT_CONFIG: &str = include_str!("../../config/citygate.toml");
 
 #[derive(Parser)]
-#[command(name = "citygate", version, about = "Edge gateway for smart-city sensors")]
+#[command(
+    name = "citygate",
+    version,
+    about = "Edge gateway for smart-city sensors"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,11 @@ pub fn main() -> ExitCode {
     if let Command::Check { config } = &cli.command {
         let (text, ok) = config::check(config);
         println!("{text}");
-        return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -100,7 +108,8 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             );
             let (stop_sim, sim_rx) = watch::channel(false);
             let sim = tokio::spawn(crate::sim::sensors::run(gw.local.clone(), sim_rx));
-            let r = run_until_stopped(gw, seconds.map(Duration::from_secs), Duration::from_secs(1)).await;
+            let r = run_until_stopped(gw, seconds.map(Duration::from_secs), Duration::from_secs(1))
+                .await;
             let _ = stop_sim.send(true);
             let _ = sim.await;
             r
@@ -110,7 +119,11 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
 }
 
 /// Prints the status line every `every` until Ctrl-C, SIGTERM or `limit`, then shuts down.
-async fn run_until_stopped(gw: Gateway, limit: Option<Duration>, every: Duration) -> anyhow::Result<()> {
+async fn run_until_stopped(
+    gw: Gateway,
+    limit: Option<Duration>,
+    every: Duration,
+) -> anyhow::Result<()> {
     let mut status = tokio::time::interval(every);
     let deadline = async {
         match limit {

@@ -71,9 +71,16 @@ mod tests {
     fn parses_urls_with_the_config_rules() {
         assert_eq!(
             BrokerUrl::parse("mqtt://127.0.0.1:1884").unwrap(),
-            BrokerUrl { host: "127.0.0.1".into(), port: 1884, tls: false }
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1884,
+                tls: false
+            }
         );
-        assert!(BrokerUrl::parse("http://x:1").unwrap_err().to_string().contains("http://x:1"));
+        assert!(BrokerUrl::parse("http://x:1")
+            .unwrap_err()
+            .to_string()
+            .contains("http://x:1"));
     }
 
     #[test]

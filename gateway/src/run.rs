@@ -53,7 +53,9 @@ pub struct Gateway {
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("local", &self.local).finish()
+        f.debug_struct("Gateway")
+            .field("local", &self.local)
+            .finish()
     }
 }
 
@@ -94,7 +96,10 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         .outbox_depth
         .store(outbox.len() as u64, Ordering::Relaxed);
     if !outbox.is_empty() {
-        tracing::info!("outbox holds {} records from before; resending", outbox.len());
+        tracing::info!(
+            "outbox holds {} records from before; resending",
+            outbox.len()
+        );
     }
     let wake = Arc::new(Notify::new());
     let (stop_ingest, ingest_rx) = watch::channel(false);

@@ -78,12 +78,13 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| format!("citygate-{}", params.gateway));
     let mut opts = params.url.options(&client_id, cfg.keep_alive_s);
-    opts.set_inflight(cfg.max_inflight.max(1)).set_last_will(LastWill::new(
-        &status_topic,
-        status_payload(&params.gateway, "offline"),
-        QoS::AtLeastOnce,
-        true,
-    ));
+    opts.set_inflight(cfg.max_inflight.max(1))
+        .set_last_will(LastWill::new(
+            &status_topic,
+            status_payload(&params.gateway, "offline"),
+            QoS::AtLeastOnce,
+            true,
+        ));
     let max_inflight = usize::from(cfg.max_inflight.max(1));
     let (client, mut eventloop) = AsyncClient::new(opts, max_inflight + 8);
     let link = Arc::new(Mutex::new(Link::default()));
@@ -99,7 +100,9 @@ pub async fn run(
     let seed = params
         .gateway
         .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
         ^ u64::from(std::process::id());
     let mut backoff = Backoff::new(
         Duration::from_millis(cfg.backoff_min_ms),

@@ -22,7 +22,8 @@ const SENSORS: usize = 100;
 
 async fn subscriber(port: u16, filter: &str, counter: Arc<AtomicU64>, summaries: bool) {
     let mut o = MqttOptions::new(format!("bench-sub-{filter}"), "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20).set_keep_alive(Duration::from_secs(30));
+    o.set_max_packet_size(1 << 20, 1 << 20)
+        .set_keep_alive(Duration::from_secs(30));
     let (client, mut el) = AsyncClient::new(o, 64);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let mut tx = Some(tx);
@@ -31,7 +32,9 @@ async fn subscriber(port: u16, filter: &str, counter: Arc<AtomicU64>, summaries:
         loop {
             match el.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    client.try_subscribe(filter.clone(), QoS::AtLeastOnce).unwrap();
+                    client
+                        .try_subscribe(filter.clone(), QoS::AtLeastOnce)
+                        .unwrap();
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     if let Some(t) = tx.take() {
@@ -41,7 +44,11 @@ async fn subscriber(port: u16, filter: &str, counter: Arc<AtomicU64>, summaries:
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if !summaries {
                         counter.fetch_add(1, Ordering::Relaxed);
-                    } else if let Ok(Envelope { body: Body::Summary(s), .. }) = Envelope::from_json(&p.payload) {
+                    } else if let Ok(Envelope {
+                        body: Body::Summary(s),
+                        ..
+                    }) = Envelope::from_json(&p.payload)
+                    {
                         counter.fetch_add(s.count, Ordering::Relaxed);
                     }
                 }
@@ -55,28 +62,48 @@ async fn subscriber(port: u16, filter: &str, counter: Arc<AtomicU64>, summaries:
 
 /// Publishes `n` readings on `prefix/<sensor>/value`, then one reading per sensor in a later
 /// window so that every window closes; returns when `done` reaches `n`.
-async fn round(client: &AsyncClient, prefix: &str, n: usize, t0: f64, done: &AtomicU64) -> Duration {
+async fn round(
+    client: &AsyncClient,
+    prefix: &str,
+    n: usize,
+    t0: f64,
+    done: &AtomicU64,
+) -> Duration {
     done.store(0, Ordering::Relaxed);
     let start = Instant::now();
     for i in 0..n {
         let sensor = i % SENSORS;
         let time = t0 + (i / SENSORS) as f64 * 0.001;
         client
-            .publish(format!("{prefix}/s{sensor}/value"), QoS::AtLeastOnce, false, reading_payload(i as f64, time))
+            .publish(
+                format!("{prefix}/s{sensor}/value"),
+                QoS::AtLeastOnce,
+                false,
+                reading_payload(i as f64, time),
+            )
             .await
             .unwrap();
     }
     if prefix == "field" {
         for s in 0..SENSORS {
             client
-                .publish(format!("field/s{s}/value"), QoS::AtLeastOnce, false, reading_payload(0.0, t0 + 1e6))
+                .publish(
+                    format!("field/s{s}/value"),
+                    QoS::AtLeastOnce,
+                    false,
+                    reading_payload(0.0, t0 + 1e6),
+                )
                 .await
                 .unwrap();
         }
     }
     while done.load(Ordering::Relaxed) < n as u64 {
         tokio::time::sleep(Duration::from_micros(500)).await;
-        assert!(start.elapsed() < Duration::from_secs(300), "round stalled at {}", done.load(Ordering::Relaxed));
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "round stalled at {}",
+            done.load(Ordering::Relaxed)
+        );
     }
     start.elapsed()
 }
@@ -95,19 +122,45 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3);
-    let bin = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("citygate");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("citygate-under-test");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = dir.path().join("bench.toml");
-    std::fs::write(&cfg, gateway_config("bench", port, &format!("mqtt://127.0.0.1:{port}"), &dir.path().join("data"), 10)).unwrap();
+    std::fs::write(
+        &cfg,
+        gateway_config(
+            "bench",
+            port,
+            &format!("mqtt://127.0.0.1:{port}"),
+            &dir.path().join("data"),
+            10,
+        ),
+    )
+    .unwrap();
     let gw = GatewayProcess::start(&bin, &cfg, &dir.path().join("gw.log"));
-    assert!(wait_for_port(port, Duration::from_secs(20)), "{}", gw.log_text());
+    assert!(
+        wait_for_port(port, Duration::from_secs(20)),
+        "{}",
+        gw.log_text()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let reference = Arc::new(AtomicU64::new(0));
     let summarised = Arc::new(AtomicU64::new(0));
     subscriber(port, "ref/+/value", Arc::clone(&reference), false).await;
-    subscriber(port, "citygate/v1/bench/summary/#", Arc::clone(&summarised), true).await;
+    subscriber(
+        port,
+        "citygate/v1/bench/summary/#",
+        Arc::clone(&summarised),
+        true,
+    )
+    .await;
     let mut o = MqttOptions::new("bench-pub", "127.0.0.1", port);
     o.set_inflight(100).set_keep_alive(Duration::from_secs(30));
     let (client, mut el) = AsyncClient::new(o, 1024);
@@ -127,6 +180,9 @@ async fn main() {
     }
     ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!("median ratio: {:.2}", ratios[ratios.len() / 2]);
-    println!("gateway peak RSS (VmHWM): {:.1} MB", vm_hwm_kb(gw.child.id()) as f64 / 1024.0);
+    println!(
+        "gateway peak RSS (VmHWM): {:.1} MB",
+        vm_hwm_kb(gw.child.id()) as f64 / 1024.0
+    );
     gw.stop();
 }

@@ -180,7 +180,9 @@ backoff_max_ms = 1000
 
 /// One reading as the tests publish it.
 pub fn reading_payload(value: f64, time: f64) -> Vec<u8> {
-    serde_json::json!({"v": value, "t": time}).to_string().into_bytes()
+    serde_json::json!({"v": value, "t": time})
+        .to_string()
+        .into_bytes()
 }
 
 /// Everything that arrived on the uplink, by topic kind.
@@ -256,7 +258,10 @@ impl Collector {
                         if p.topic.ends_with("/status") {
                             r.status = Some(String::from_utf8_lossy(&p.payload).into_owned());
                         } else if let Ok(env) = Envelope::from_json(&p.payload) {
-                            r.copies.entry(env.seq).or_default().push(p.payload.to_vec());
+                            r.copies
+                                .entry(env.seq)
+                                .or_default()
+                                .push(p.payload.to_vec());
                             r.envelopes.push(env);
                         } else {
                             r.garbage += 1;

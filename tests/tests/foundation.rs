@@ -13,13 +13,16 @@ use citygate_tests::*;
 
 const T0: f64 = 1_700_000_000.0;
 
+/// Expected (count, min, max, mean, last) per (sensor, window start).
+type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64, f64)>;
+
 fn load(text: &str) -> Config {
     config::load_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The summaries a correct gateway must produce for readings `(sensor, value, time)`, keyed by
 /// (sensor, window start).
-fn expected(readings: &[(String, f64, f64)], window: f64) -> BTreeMap<(String, i64), (u64, f64, f64, f64, f64)> {
+fn expected(readings: &[(String, f64, f64)], window: f64) -> Expected {
     let mut m: BTreeMap<(String, i64), Vec<f64>> = BTreeMap::new();
     for (s, v, t) in readings {
         let start = ((t / window).floor() * window) as i64;
@@ -47,18 +50,29 @@ fn summaries(r: &Received) -> Vec<Summary> {
         .collect()
 }
 
-fn assert_summaries_match(got: &[Summary], want: &BTreeMap<(String, i64), (u64, f64, f64, f64, f64)>) {
+fn assert_summaries_match(got: &[Summary], want: &Expected) {
     let mut by_key = BTreeMap::new();
     for s in got {
         let prev = by_key.insert((s.sensor.clone(), s.start as i64), s.clone());
-        assert!(prev.is_none(), "two summaries for {} at {}", s.sensor, s.start);
+        assert!(
+            prev.is_none(),
+            "two summaries for {} at {}",
+            s.sensor,
+            s.start
+        );
     }
     assert_eq!(by_key.len(), want.len(), "number of summaries");
     for (k, (count, min, max, mean, last)) in want {
-        let s = by_key.get(k).unwrap_or_else(|| panic!("no summary for {k:?}"));
+        let s = by_key
+            .get(k)
+            .unwrap_or_else(|| panic!("no summary for {k:?}"));
         assert_eq!(s.count, *count, "{k:?} count");
         assert_eq!((s.min, s.max, s.last), (*min, *max, *last), "{k:?}");
-        assert!((s.mean - mean).abs() < 1e-9, "{k:?} mean {} vs {mean}", s.mean);
+        assert!(
+            (s.mean - mean).abs() < 1e-9,
+            "{k:?} mean {} vs {mean}",
+            s.mean
+        );
     }
 }
 
@@ -76,7 +90,11 @@ fn trace() -> Vec<(String, f64, f64)> {
 
 async fn wait_subscribed(gw: &citygate::run::Gateway) {
     assert!(
-        eventually(Duration::from_secs(20), || gw.stats.ingest_subscribed.load(Ordering::Relaxed)).await,
+        eventually(Duration::from_secs(20), || gw
+            .stats
+            .ingest_subscribed
+            .load(Ordering::Relaxed))
+        .await,
         "ingest never subscribed"
     );
 }
@@ -110,7 +128,11 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     assert_eq!(gw.stats.readings_in.load(Ordering::Relaxed), 10_000);
     assert_summaries_match(&summaries(&got), &want);
     assert_eq!(got.garbage, 0);
-    assert!(got.status.as_deref().unwrap_or("").contains("\"online\""), "{:?}", got.status);
+    assert!(
+        got.status.as_deref().unwrap_or("").contains("\"online\""),
+        "{:?}",
+        got.status
+    );
     gw.shutdown().await;
 }
 
@@ -120,11 +142,23 @@ async fn summaries_made_while_the_uplink_broker_is_down_all_arrive_in_order() {
     let collector = Collector::start(mosq.port, "gw-b").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load(&gateway_config("gw-b", local, &mosq.url(), dir.path(), 1)))
-        .await
-        .unwrap();
+    let gw = citygate::run::start(load(&gateway_config(
+        "gw-b",
+        local,
+        &mosq.url(),
+        dir.path(),
+        1,
+    )))
+    .await
+    .unwrap();
     wait_subscribed(&gw).await;
-    assert!(eventually(Duration::from_secs(20), || gw.stats.uplink_connected.load(Ordering::Relaxed)).await);
+    assert!(
+        eventually(Duration::from_secs(20), || gw
+            .stats
+            .uplink_connected
+            .load(Ordering::Relaxed))
+        .await
+    );
     let publisher = Publisher::connect(local, "field-b").await;
     let readings = trace();
     let (before, after) = readings.split_at(3000);
@@ -138,14 +172,18 @@ async fn summaries_made_while_the_uplink_broker_is_down_all_arrive_in_order() {
     }
     // Every window closes while the uplink is down.
     assert!(
-        eventually(Duration::from_secs(30), || gw.stats.readings_in.load(Ordering::Relaxed) == 10_000
+        eventually(Duration::from_secs(30), || gw
+            .stats
+            .readings_in
+            .load(Ordering::Relaxed)
+            == 10_000
             && gw.stats.summaries_out.load(Ordering::Relaxed) == 100)
         .await,
         "{}",
         gw.stats.snapshot()
     );
     assert!(!gw.stats.uplink_connected.load(Ordering::Relaxed));
-    assert!(gw.outbox.len() > 0, "records must wait in the outbox");
+    assert!(!gw.outbox.is_empty(), "records must wait in the outbox");
     mosq.restart();
 
     let want = expected(&readings, 1.0);
@@ -159,7 +197,10 @@ async fn summaries_made_while_the_uplink_broker_is_down_all_arrive_in_order() {
     let got = collector.snapshot();
     assert_summaries_match(&summaries(&got), &want);
     let first = got.first_arrivals();
-    assert!(first.windows(2).all(|w| w[0] < w[1]), "out of order: {first:?}");
+    assert!(
+        first.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {first:?}"
+    );
     assert_eq!(first, (1..=want.len() as u64).collect::<Vec<_>>());
     assert!(got.conflicting_duplicates().is_empty());
     assert!(eventually(Duration::from_secs(10), || gw.outbox.is_empty()).await);
@@ -177,19 +218,25 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
     let local = free_port();
     let cfg_path = dir.path().join("gw.toml");
     std::fs::write(&cfg_path, gateway_config(id, local, &mosq.url(), &data, 1)).unwrap();
-    let bin = Path::new(env!("CARGO_BIN_EXE_citygate"));
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
 
     let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw1.log"));
-    assert!(wait_for_port(local, Duration::from_secs(20)), "{}", gw.log_text());
+    assert!(
+        wait_for_port(local, Duration::from_secs(20)),
+        "{}",
+        gw.log_text()
+    );
     let publisher = Publisher::connect(local, &format!("field-{id}")).await;
     // Windows of 1 s; 20 readings a window per sensor; the stop comes after 60 windows.
     let mut i = 0u64;
     while collector.count() < 60 {
         for s in 0..5 {
-            publisher.reading(&format!("s{s}"), (i % 50) as f64, T0 + i as f64 * 0.05).await;
+            publisher
+                .reading(&format!("s{s}"), (i % 50) as f64, T0 + i as f64 * 0.05)
+                .await;
         }
         i += 1;
-        if i % 20 == 0 {
+        if i.is_multiple_of(20) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(i < 200_000, "summaries never arrived: {}", gw.log_text());
@@ -211,20 +258,33 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
     };
 
     let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw2.log"));
-    assert!(wait_for_port(local, Duration::from_secs(20)), "{}", gw.log_text());
-    let publisher = Publisher::connect(local, &format!("field-{id}-2")).await;
-    let resume = i + 40; // a later window, so no window straddles the restart
-    for j in resume..resume + 400 {
-        for s in 0..5 {
-            publisher.reading(&format!("s{s}"), (j % 50) as f64, T0 + j as f64 * 0.05).await;
-        }
-    }
-    let target = next_seq - 1 + 5 * 20;
     assert!(
-        eventually(Duration::from_secs(60), || collector.count() as u64 >= target).await,
-        "{} of {target} records arrived",
-        collector.count()
+        wait_for_port(local, Duration::from_secs(20)),
+        "{}",
+        gw.log_text()
     );
+    let publisher = Publisher::connect(local, &format!("field-{id}-2")).await;
+    // The new process subscribes a moment after its broker listens; publish until records
+    // made after the restart arrive.
+    let target = next_seq - 1 + 50;
+    let mut j = i + 40; // a later window, so no window straddles the restart
+    while (collector.count() as u64) < target {
+        for s in 0..5 {
+            publisher
+                .reading(&format!("s{s}"), (j % 50) as f64, T0 + j as f64 * 0.05)
+                .await;
+        }
+        j += 1;
+        if j.is_multiple_of(20) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            j < i + 200_000,
+            "{} of {target} records arrived: {}",
+            collector.count(),
+            gw.log_text()
+        );
+    }
     let status = gw.stop();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -232,14 +292,26 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
 }
 
 fn assert_nothing_stored_was_lost(got: &Received, pending: &[u64], next_seq: u64) {
+    eprintln!(
+        "stored at the stop: {} (next seq {next_seq}); arrived: {} records, {} duplicates",
+        pending.len(),
+        got.copies.len(),
+        got.duplicates()
+    );
     for seq in pending {
-        assert!(got.copies.contains_key(seq), "stored record {seq} never arrived");
+        assert!(
+            got.copies.contains_key(seq),
+            "stored record {seq} never arrived"
+        );
     }
     let max = *got.copies.keys().max().unwrap();
     assert!(max >= next_seq, "nothing after the restart arrived");
     let missing: Vec<u64> = (1..=max).filter(|s| !got.copies.contains_key(s)).collect();
     assert!(missing.is_empty(), "sequence numbers missing: {missing:?}");
-    assert!(got.conflicting_duplicates().is_empty(), "a sequence number was reused");
+    assert!(
+        got.conflicting_duplicates().is_empty(),
+        "a sequence number was reused"
+    );
     assert_eq!(got.garbage, 0);
 }
 

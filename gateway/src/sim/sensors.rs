@@ -21,7 +21,7 @@ pub const FLOOD_STATION: &str = "flood-1";
 pub fn vehicles(intersection: usize, detector: usize, t: u64) -> u32 {
     let phase = (t + 17 * intersection as u64) % 120;
     let wave = if phase < 60 { phase } else { 120 - phase };
-    let weight = if detector % 2 == 0 { 3 } else { 1 };
+    let weight = if detector.is_multiple_of(2) { 3 } else { 1 };
     ((wave * weight + (t * 7 + detector as u64 * 13) % 11) / 30) as u32
 }
 
@@ -79,13 +79,23 @@ pub async fn run(local: BrokerUrl, mut stop: watch::Receiver<bool>) {
             for (d, det) in DETECTORS.iter().enumerate() {
                 let topic = format!("field/{int}/{det}/senml");
                 let _ = client
-                    .publish(topic, QoS::AtLeastOnce, false, detector_payload(i, d, t, now))
+                    .publish(
+                        topic,
+                        QoS::AtLeastOnce,
+                        false,
+                        detector_payload(i, d, t, now),
+                    )
                     .await;
             }
         }
         let level = serde_json::json!({"level": water_level(t), "ts": now}).to_string();
         let _ = client
-            .publish(format!("field/{FLOOD_STATION}/water"), QoS::AtLeastOnce, false, level)
+            .publish(
+                format!("field/{FLOOD_STATION}/water"),
+                QoS::AtLeastOnce,
+                false,
+                level,
+            )
             .await;
         t += 1;
     }

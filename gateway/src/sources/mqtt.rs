@@ -98,7 +98,12 @@ impl Route {
     }
 
     /// Decodes one publish received at `now` (epoch seconds).
-    pub fn decode(&self, topic: &str, payload: &[u8], now: f64) -> Result<Vec<Reading>, DecodeError> {
+    pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: f64,
+    ) -> Result<Vec<Reading>, DecodeError> {
         let sensor = self.sensor_id(topic)?;
         match self.format {
             PayloadFormat::Senml => {
@@ -165,7 +170,12 @@ impl Router {
     }
 
     /// Readings in a publish; `Ok(empty)` when no route matches.
-    pub fn decode(&self, topic: &str, payload: &[u8], now: f64) -> Result<Vec<Reading>, DecodeError> {
+    pub fn decode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: f64,
+    ) -> Result<Vec<Reading>, DecodeError> {
         match self.routes.iter().find(|r| r.matches(topic)) {
             Some(r) => r.decode(topic, payload, now),
             None => Ok(Vec::new()),
@@ -208,7 +218,11 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff.reset();
                 for s in &sources {
-                    let qos = if s.qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                    let qos = if s.qos == 0 {
+                        QoS::AtMostOnce
+                    } else {
+                        QoS::AtLeastOnce
+                    };
                     if let Err(e) = client.try_subscribe(&s.topic, qos) {
                         tracing::error!("source {}: cannot subscribe to {}: {e}", s.name, s.topic);
                     }
@@ -219,8 +233,8 @@ pub async fn run(
                 stats.ingest_subscribed.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let topic = String::from_utf8_lossy(&p.topic);
-                match router.decode(&topic, &p.payload, epoch_now()) {
+                let topic = &p.topic;
+                match router.decode(topic, &p.payload, epoch_now()) {
                     Ok(readings) => {
                         for r in readings {
                             Stats::inc(&stats.readings_in);
@@ -239,7 +253,10 @@ pub async fn run(
             Err(e) => {
                 stats.ingest_subscribed.store(false, Ordering::Relaxed);
                 let delay = backoff.next_delay();
-                tracing::warn!("ingest from {url}: {e}; reconnecting in {} ms", delay.as_millis());
+                tracing::warn!(
+                    "ingest from {url}: {e}; reconnecting in {} ms",
+                    delay.as_millis()
+                );
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -271,7 +288,11 @@ mod tests {
     fn json_payloads_use_the_value_path_and_the_topic_for_the_sensor() {
         let r = Route::new(&json_source());
         let got = r
-            .decode("field/st-4/water", br#"{"data":{"level":1.25},"ts":1700000000.5}"#, 9.0)
+            .decode(
+                "field/st-4/water",
+                br#"{"data":{"level":1.25},"ts":1700000000.5}"#,
+                9.0,
+            )
             .unwrap();
         assert_eq!(
             got,
@@ -289,12 +310,32 @@ mod tests {
     #[test]
     fn malformed_json_payloads_name_the_topic() {
         let r = Route::new(&json_source());
-        let e = r.decode("field/st-4/water", b"{nope", 0.0).unwrap_err().to_string();
-        assert!(e.starts_with("topic field/st-4/water: payload is not JSON"), "{e}");
-        let e = r.decode("field/st-4/water", br#"{"data":{"level":"high"},"ts":1}"#, 0.0).unwrap_err();
-        assert_eq!(e.to_string(), "topic field/st-4/water: no number at `data.level`");
-        let e = r.decode("field/st-4/water", br#"{"data":{"level":1},"ts":"x"}"#, 0.0).unwrap_err();
-        assert_eq!(e.to_string(), "topic field/st-4/water: `ts` is not a time in seconds since the epoch");
+        let e = r
+            .decode("field/st-4/water", b"{nope", 0.0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("topic field/st-4/water: payload is not JSON"),
+            "{e}"
+        );
+        let e = r
+            .decode(
+                "field/st-4/water",
+                br#"{"data":{"level":"high"},"ts":1}"#,
+                0.0,
+            )
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "topic field/st-4/water: no number at `data.level`"
+        );
+        let e = r
+            .decode("field/st-4/water", br#"{"data":{"level":1},"ts":"x"}"#, 0.0)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "topic field/st-4/water: `ts` is not a time in seconds since the epoch"
+        );
     }
 
     #[test]
@@ -314,20 +355,33 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got.iter().all(|r| r.sensor == "int-1/det-2"));
         assert_eq!(got[1].value, 12.5);
-        assert!(r.decode("field/int-1/det-2/senml", b"[{\"v\":\"x\"}]", 0.0).is_err());
+        assert!(r
+            .decode("field/int-1/det-2/senml", b"[{\"v\":\"x\"}]", 0.0)
+            .is_err());
     }
 
     #[test]
     fn a_template_level_missing_from_the_topic_is_an_error() {
         let mut c = json_source();
         c.sensor = "{4}".into();
-        let e = Route::new(&c).decode("field/a/water", b"{}", 0.0).unwrap_err();
-        assert_eq!(e, DecodeError::NoLevel { topic: "field/a/water".into(), level: 4 });
+        let e = Route::new(&c)
+            .decode("field/a/water", b"{}", 0.0)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::NoLevel {
+                topic: "field/a/water".into(),
+                level: 4
+            }
+        );
     }
 
     #[test]
     fn unmatched_topics_yield_nothing() {
         let router = Router::new(&[json_source()]);
-        assert!(router.decode("other/x", b"garbage", 0.0).unwrap().is_empty());
+        assert!(router
+            .decode("other/x", b"garbage", 0.0)
+            .unwrap()
+            .is_empty());
     }
 }
