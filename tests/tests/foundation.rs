@@ -111,8 +111,17 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     let collector = Collector::start(port, "gw-a").await;
     let publisher = Publisher::connect(port, "field-a").await;
     let readings = trace();
-    for (s, v, t) in &readings {
+    let bad: [&[u8]; 4] = [b"{not json", br#"{"v":"high","t":1}"#, br#"{"t":1}"#, b"\xff\xfe"];
+    for (i, (s, v, t)) in readings.iter().enumerate() {
         publisher.reading(s, *v, *t).await;
+        if i % 2500 == 0 {
+            let payload = bad[i / 2500].to_vec();
+            publisher
+                .client
+                .publish("field/s0/value", rumqttc::QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
     }
     let want = expected(&readings, 1.0);
     assert!(
@@ -126,6 +135,7 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = collector.snapshot();
     assert_eq!(gw.stats.readings_in.load(Ordering::Relaxed), 10_000);
+    assert_eq!(gw.stats.malformed.load(Ordering::Relaxed), 4, "malformed payloads are counted");
     assert_summaries_match(&summaries(&got), &want);
     assert_eq!(got.garbage, 0);
     assert!(
@@ -244,6 +254,14 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
     let log1 = gw.log_text();
     if kill {
         gw.kill();
+        assert!(
+            eventually(Duration::from_secs(20), || collector
+                .snapshot()
+                .status
+                .is_some_and(|s| s.contains("\"offline\"")))
+            .await,
+            "no last will after SIGKILL"
+        );
     } else {
         let status = gw.stop();
         assert!(status.success(), "{status}: {log1}");
@@ -285,9 +303,17 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
             gw.log_text()
         );
     }
+    assert!(collector.snapshot().status.is_some_and(|s| s.contains("\"online\"")));
     let status = gw.stop();
     assert!(status.success());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || collector
+            .snapshot()
+            .status
+            .is_some_and(|s| s.contains("\"offline\"")))
+        .await,
+        "no offline status after a clean stop"
+    );
     (collector.snapshot(), pending, next_seq, mosq)
 }
 
@@ -325,4 +351,45 @@ async fn a_gateway_stopped_mid_stream_loses_nothing_it_stored() {
 async fn a_gateway_killed_mid_stream_loses_nothing_it_stored() {
     let (got, pending, next_seq, _m) = restart_mid_stream("gw-kill", true).await;
     assert_nothing_stored_was_lost(&got, &pending, next_seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_local_broker_feeds_the_gateway() {
+    let local = Mosquitto::start();
+    let uplink = Mosquitto::start();
+    let collector = Collector::start(uplink.port, "gw-ext").await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = gateway_config("gw-ext", 0, &uplink.url(), dir.path(), 1).replace(
+        "mode = \"embedded\"\nlisten = \"127.0.0.1:0\"",
+        &format!("mode = \"external\"\nurl = \"{}\"", local.url()),
+    );
+    assert!(text.contains("external"), "{text}");
+    let gw = citygate::run::start(load(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
+    let publisher = Publisher::connect(local.port, "field-ext").await;
+    for i in 0..300 {
+        publisher.reading("s0", i as f64, T0 + i as f64 * 0.01).await;
+    }
+    assert!(eventually(Duration::from_secs(30), || collector.count() == 3).await);
+    let got = summaries(&collector.snapshot());
+    assert_eq!(got.iter().map(|s| s.count).sum::<u64>(), 300);
+    gw.shutdown().await;
+}
+
+#[test]
+fn check_prints_ok_or_every_error_and_sets_the_exit_code() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, gateway_config("gw-c", 1883, "mqtt://127.0.0.1:1883", dir.path(), 5)).unwrap();
+    let out = std::process::Command::new(bin).arg("check").arg(&good).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[gateway]\nid = \"gw c\"\ndata_dir = \"d\"\nflavour = 1\n").unwrap();
+    let out = std::process::Command::new(bin).arg("check").arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("bad.toml:4:1: gateway.flavour"), "{text}");
 }
