@@ -9,9 +9,11 @@ pub mod quality;
 pub mod unit;
 
 #[cfg(feature = "std")]
+pub mod cap;
+#[cfg(feature = "std")]
 pub mod record;
 
 pub use quality::Quality;
-pub use unit::Unit;
 #[cfg(feature = "std")]
 pub use record::{Body, Class, Envelope, Event, Reading, Summary};
+pub use unit::Unit;
