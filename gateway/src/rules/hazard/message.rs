@@ -9,6 +9,9 @@ use citygate_protocols::cap::{
 use super::config::{AreaConfig, GroupConfig, HazardConfig, LevelConfig};
 use super::{level_name, AlertAction, GroupState, HazardOutput, Incident, Lifecycle};
 
+/// Most messages named in `<references>`: the incident's first message and the latest others.
+pub const MAX_REFERENCES: usize = 8;
+
 /// Sends what the committed level calls for, if the storm limit allows it now.
 pub(super) fn reconcile(
     cfg: &HazardConfig,
@@ -40,11 +43,19 @@ pub(super) fn reconcile(
             }
         }
         Some(mut inc) => {
-            if target == inc.level_sent || now - inc.last_sent < interval {
+            let since = now - inc.last_sent;
+            let change_due = target != inc.level_sent && since >= interval;
+            // Renew an unchanged alert at half its lifetime, so that it never lapses.
+            let refresh_due = target == inc.level_sent
+                && target > 0
+                && since >= (f64::from(cfg.expires_s) / 2.0).max(interval);
+            if !change_due && !refresh_due {
                 gs.incident = Some(inc);
                 return;
             }
-            let lifecycle = if target == 0 {
+            let lifecycle = if refresh_due {
+                Lifecycle::Refresh
+            } else if target == 0 {
                 Lifecycle::Cancel
             } else if target > inc.level_sent {
                 Lifecycle::Escalate
@@ -78,6 +89,10 @@ fn send(
     };
     let from = inc.level_sent;
     inc.msgs.push(Reference::to(&alert));
+    // Keep `<references>` bounded: the first message and the most recent ones.
+    if inc.msgs.len() > MAX_REFERENCES {
+        inc.msgs.remove(1);
+    }
     inc.level_sent = target;
     inc.last_sent = now;
     out.push(HazardOutput::Alert(AlertAction {
@@ -87,7 +102,9 @@ fn send(
         level: level_name(g, target),
         alert,
     }));
-    local_actions(g, from, target, out);
+    if from != target {
+        local_actions(g, from, target, out);
+    }
     true
 }
 
@@ -145,6 +162,12 @@ fn build(
         .unwrap_or_else(|| g.event.clone());
     let (msg_type, note) = match lifecycle {
         Lifecycle::Raise => (MsgType::Alert, None),
+        Lifecycle::Refresh => (
+            MsgType::Update,
+            Some(format!(
+                "level {level_text} unchanged: alert renewed before it expires"
+            )),
+        ),
         Lifecycle::Escalate | Lifecycle::DeEscalate => (
             MsgType::Update,
             Some(format!(

@@ -12,11 +12,13 @@
 //!    and reports itself degraded.
 //! 4. **Persistence.** A level change is acted on only after the vote has held it for
 //!    `persistence_s`.
-//! 5. **Lifecycle.** Raise (`Alert`), escalate / de-escalate (`Update`, referencing every
-//!    earlier message of the incident), clear (`Cancel`). Storm limit: after a message, the
+//! 5. **Lifecycle.** Raise (`Alert`), escalate / de-escalate (`Update`, referencing earlier
+//!    messages of the incident), clear (`Cancel`). Storm limit: after a message, the
 //!    next one of the incident waits `min_update_interval_s` (and it carries the level of that
 //!    moment, so an oscillation in between produces nothing); a new incident of the group waits
-//!    the same after a cancel.
+//!    the same after a cancel. An unchanged alert is renewed (`Update`, [`Lifecycle::Refresh`])
+//!    when half of `expires_s` has passed. `<references>` names the incident's first message and
+//!    the latest ones, at most [`message::MAX_REFERENCES`].
 //!
 //! Identifiers are `<prefix>.<group>.<incident>.<message>`, `<incidents>` is
 //! `<prefix>.<group>.<incident>`. The incident number is the raise time in whole epoch seconds,
@@ -29,7 +31,7 @@
 //! passing; a non-finite `now` or one outside 0..2e11 is ignored.
 
 pub mod config;
-mod message;
+pub mod message;
 mod sensor;
 #[cfg(test)]
 mod tests;
@@ -82,6 +84,9 @@ pub enum Lifecycle {
     Escalate,
     /// Update to a less severe level.
     DeEscalate,
+    /// Update at the same level, sent when half of `expires_s` has passed since the last
+    /// message, so that receivers do not drop a hazard that is still there.
+    Refresh,
     /// `msgType` Cancel: the hazard is over.
     Cancel,
 }
