@@ -656,9 +656,7 @@ fn a_lasting_hazard_is_renewed_before_it_expires() {
         assert_eq!(a.lifecycle, want);
         // The alert on the air never lapses: the next message comes before this one expires.
         let expires = a.alert.info[0].expires.unwrap().epoch() as f64;
-        assert!(msgs
-            .get(i + 1)
-            .map_or(true, |(next, _)| T0 + next < expires));
+        assert!(msgs.get(i + 1).is_none_or(|(next, _)| T0 + next < expires));
         assert!(a.alert.reference_list().unwrap().len() <= message::MAX_REFERENCES);
     }
     check_lifecycle(&out, 600.0).unwrap();
