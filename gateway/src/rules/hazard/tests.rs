@@ -894,3 +894,41 @@ proptest! {
         }
     }
 }
+
+/// The uplink's MQTT client drops packets above its maximum size (10 KiB by default, see
+/// DESIGN.md): an alert envelope (XML + JSON forms) must stay well below it, even with the
+/// longest `<references>`. Sizes are recorded in docs/bench/hazard.md.
+#[test]
+fn alert_envelopes_fit_the_mqtt_packet_limit() {
+    let text = FLOOD.replace(
+        "min_update_interval_s = 300",
+        "min_update_interval_s = 300\nexpires_s = 1200",
+    );
+    let mut e = engine(&text);
+    let mut sizes = Vec::new();
+    // Ten hours at warning level: a raise and 59 renewals, references at their cap.
+    for i in 0..=1200 {
+        let t = T0 + f64::from(i) * 30.0;
+        for s in ["flood-1", "flood-2", "flood-3"] {
+            for o in e.on_reading(&reading(s, "water_level", 0.6, t), t) {
+                if let HazardOutput::Alert(a) = o {
+                    let env = citygate_protocols::Envelope::new(
+                        "gw-12",
+                        u64::try_from(i).unwrap_or(0),
+                        a.alert.to_body(),
+                    );
+                    sizes.push((
+                        a.alert.to_xml().len(),
+                        env.to_json().len(),
+                        a.alert.reference_list().unwrap().len(),
+                    ));
+                }
+            }
+        }
+    }
+    assert_eq!(sizes.len(), 60);
+    let max = sizes.iter().map(|s| s.1).max().unwrap();
+    eprintln!("hazard alert sizes (xml, envelope json, references): first {:?}, last {:?}, max envelope {max}", sizes[0], sizes[sizes.len() - 1]);
+    assert_eq!(sizes[sizes.len() - 1].2, message::MAX_REFERENCES);
+    assert!(max < 8 * 1024, "envelope of {max} bytes");
+}
