@@ -2,6 +2,41 @@
 //! (`[[hazard.groups]]`) with their rule, corroboration, fault checks, severity levels and
 //! local actions. Every struct rejects unknown keys; defaults are `const fn`s; `validate()`
 //! returns every problem with its key path (e.g. `hazard.groups[0].levels[1].raise`).
+//!
+//! ```toml
+//! [hazard]
+//! sender = "citygate.gw-12@city.example"   # CAP <sender>
+//! identifier_prefix = "gw-12"              # identifiers gw-12.<group>.<incident>.<n>
+//! sender_name = "City Traffic Management Centre"
+//! min_update_interval_s = 300              # storm limit per incident
+//! expires_s = 21600                        # <expires> = <sent> + 6 h; renewed at half-life
+//!
+//! [[hazard.groups]]
+//! id = "underpass"
+//! sensors = ["flood-1", "flood-2", "flood-3"]
+//! quantity = "water_level"
+//! rule = { kind = "threshold" }  # or { kind = "rate_of_change", window_s = 600 }
+//!                                # or { kind = "accumulation", window_s = 3600, input = "counter" }
+//! k = 2                          # 2 of the 3 sensors must agree
+//! persistence_s = 60
+//! event = "Flood"
+//! category = ["Met", "Transport"]
+//! area = { desc = "Main St underpass", polygon = [[52.1, 4.3], [52.1, 4.31], [52.11, 4.31]] }
+//! faults = { valid_min = 0.0, valid_max = 10.0, stuck_after_s = 900, max_deviation = 0.2 }
+//!
+//! [[hazard.groups.levels]]
+//! name = "warning"
+//! raise = 0.5
+//! clear = 0.4
+//! urgency = "Immediate"
+//! severity = "Severe"
+//! certainty = "Observed"
+//! response_type = ["Avoid"]
+//! headline = "Main St underpass flooded ({value} m): road closed"
+//! instruction = "Do not drive through flood water."
+//! publish = [{ topic = "siren/main-st", payload = "on", clear_payload = "off" }]
+//! emergency_plans = [{ intersection = "int-12", plan = "flood-detour" }]
+//! ```
 
 use serde::Deserialize;
 
@@ -360,8 +395,14 @@ impl HazardConfig {
         if !lang_ok {
             e.push("hazard.language", "must be a language tag like en-US");
         }
-        if let Some(n) = &self.sender_name {
-            e.text("hazard.sender_name".into(), n);
+        for (name, v) in [
+            ("sender_name", &self.sender_name),
+            ("web", &self.web),
+            ("contact", &self.contact),
+        ] {
+            if let Some(v) = v {
+                e.text(format!("hazard.{name}"), v);
+            }
         }
         e.positive(
             "hazard.min_update_interval_s".into(),

@@ -702,6 +702,29 @@ fn rate_of_change_rises_over_the_window() {
 }
 
 #[test]
+fn documented_example_parses_and_validates() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        hazard: HazardConfig,
+    }
+    let src = include_str!("config.rs");
+    let start = src.find("//! ```toml\n").unwrap() + "//! ```toml\n".len();
+    let len = src[start..].find("//! ```\n").unwrap();
+    let toml_text: String = src[start..start + len]
+        .lines()
+        .map(|l| l.strip_prefix("//!").unwrap_or(l).trim_start_matches(' '))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file: File = toml::from_str(&toml_text).unwrap_or_else(|e| panic!("{e}\n{toml_text}"));
+    file.hazard.validate().unwrap();
+    assert_eq!(
+        file.hazard.groups[0].levels[0].emergency_plans[0].plan,
+        "flood-detour"
+    );
+    HazardEngine::new(file.hazard).unwrap();
+}
+
+#[test]
 fn config_errors_name_their_key_path() {
     let mut cfg = parse(FLOOD);
     cfg.groups[0].levels[1].raise = 0.2;
