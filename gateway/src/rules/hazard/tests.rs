@@ -667,6 +667,57 @@ fn a_lasting_hazard_is_renewed_before_it_expires() {
 }
 
 #[test]
+fn below_thresholds_raise_on_falling_values() {
+    // Road surface temperature: ice warning at or below 0 °C, cleared above 1.5 °C.
+    let text = NOISY
+        .replace(
+            r#"quantity = "water_level""#,
+            "quantity = \"road_temp\"\ndirection = \"below\"",
+        )
+        .replace("raise = 1.0", "raise = 0.0")
+        .replace("clear = 0.9", "clear = 1.5");
+    let mut e = engine(&text);
+    // 3 °C falling 0.1 °C a minute to -1 °C, then rising back to 3 °C.
+    let temp = |i: i32| {
+        if i <= 40 {
+            3.0 - 0.1 * f64::from(i)
+        } else {
+            -1.0 + 0.1 * f64::from(i - 40)
+        }
+    };
+    let out = run_trace(
+        &mut e,
+        "lvl",
+        "road_temp",
+        (0..=80).map(|i| (f64::from(i) * 60.0, temp(i))),
+    );
+    let msgs: Vec<(f64, Lifecycle)> = out
+        .iter()
+        .filter_map(|(t, o)| match o {
+            HazardOutput::Alert(a) => Some((*t, a.lifecycle)),
+            _ => None,
+        })
+        .collect();
+    // ≤ 0 °C from minute 30 (+1 min persistence); > 1.5 °C again from minute 66 (+1 min).
+    assert_eq!(
+        msgs,
+        [
+            (31.0 * 60.0, Lifecycle::Raise),
+            (67.0 * 60.0, Lifecycle::Cancel)
+        ]
+    );
+    let mut cfg = parse(&text);
+    cfg.groups[0].levels[0].clear = -1.0;
+    let paths: Vec<String> = cfg
+        .validate()
+        .unwrap_err()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(paths, ["hazard.groups[0].levels[0].clear"]);
+}
+
+#[test]
 fn rate_of_change_rises_over_the_window() {
     let text = NOISY
         .replace(
