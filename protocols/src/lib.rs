@@ -9,6 +9,8 @@ pub mod quality;
 pub mod unit;
 
 #[cfg(feature = "std")]
+pub mod cap;
+#[cfg(feature = "std")]
 pub mod record;
 #[cfg(feature = "std")]
 pub mod senml;

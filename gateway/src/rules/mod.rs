@@ -1,2 +1,3 @@
 //! Local rules: pure, deterministic state machines fed with readings and the time.
+pub mod hazard;
 pub mod summary;
