@@ -111,7 +111,12 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     let collector = Collector::start(port, "gw-a").await;
     let publisher = Publisher::connect(port, "field-a").await;
     let readings = trace();
-    let bad: [&[u8]; 4] = [b"{not json", br#"{"v":"high","t":1}"#, br#"{"t":1}"#, b"\xff\xfe"];
+    let bad: [&[u8]; 4] = [
+        b"{not json",
+        br#"{"v":"high","t":1}"#,
+        br#"{"t":1}"#,
+        b"\xff\xfe",
+    ];
     for (i, (s, v, t)) in readings.iter().enumerate() {
         publisher.reading(s, *v, *t).await;
         if i % 2500 == 0 {
@@ -135,7 +140,11 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let got = collector.snapshot();
     assert_eq!(gw.stats.readings_in.load(Ordering::Relaxed), 10_000);
-    assert_eq!(gw.stats.malformed.load(Ordering::Relaxed), 4, "malformed payloads are counted");
+    assert_eq!(
+        gw.stats.malformed.load(Ordering::Relaxed),
+        4,
+        "malformed payloads are counted"
+    );
     assert_summaries_match(&summaries(&got), &want);
     assert_eq!(got.garbage, 0);
     assert!(
@@ -303,7 +312,10 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
             gw.log_text()
         );
     }
-    assert!(collector.snapshot().status.is_some_and(|s| s.contains("\"online\"")));
+    assert!(collector
+        .snapshot()
+        .status
+        .is_some_and(|s| s.contains("\"online\"")));
     let status = gw.stop();
     assert!(status.success());
     assert!(
@@ -368,7 +380,9 @@ async fn an_external_local_broker_feeds_the_gateway() {
     wait_subscribed(&gw).await;
     let publisher = Publisher::connect(local.port, "field-ext").await;
     for i in 0..300 {
-        publisher.reading("s0", i as f64, T0 + i as f64 * 0.01).await;
+        publisher
+            .reading("s0", i as f64, T0 + i as f64 * 0.01)
+            .await;
     }
     assert!(eventually(Duration::from_secs(30), || collector.count() == 3).await);
     let got = summaries(&collector.snapshot());
@@ -381,14 +395,30 @@ fn check_prints_ok_or_every_error_and_sets_the_exit_code() {
     let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, gateway_config("gw-c", 1883, "mqtt://127.0.0.1:1883", dir.path(), 5)).unwrap();
-    let out = std::process::Command::new(bin).arg("check").arg(&good).output().unwrap();
+    std::fs::write(
+        &good,
+        gateway_config("gw-c", 1883, "mqtt://127.0.0.1:1883", dir.path(), 5),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("OK: "));
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[gateway]\nid = \"gw c\"\ndata_dir = \"d\"\nflavour = 1\n").unwrap();
-    let out = std::process::Command::new(bin).arg("check").arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "[gateway]\nid = \"gw c\"\ndata_dir = \"d\"\nflavour = 1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bad.toml:4:1: gateway.flavour"), "{text}");
