@@ -3,6 +3,7 @@
 //! Pure logic lives in small modules (`rules`, `backoff`, `config` validation, the `outbox`
 //! key scheme); the tokio tasks around it (`broker`, `sources`, `uplink`, `run`) are thin
 //! shells, and `cli` is the command line.
+pub mod actions;
 pub mod backoff;
 pub mod broker;
 pub mod cli;

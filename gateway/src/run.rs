@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use citygate_protocols::topic::{self, Topic};
-use citygate_protocols::{Body, Reading, Summary};
+use citygate_protocols::{Body, Event, Reading, Summary};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::actions::{self, LocalPublish};
 use crate::config::{BrokerConfig, Config};
 use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
+use crate::rules::hazard::{HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::sources::mqtt::epoch_now;
 use crate::status::Stats;
@@ -31,6 +33,8 @@ pub enum RunError {
     Url(#[from] UrlError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error("hazard rules: {0}")]
+    Hazard(String),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -48,6 +52,7 @@ pub struct Gateway {
     stop_uplink: watch::Sender<bool>,
     ingest: JoinHandle<()>,
     rules: JoinHandle<()>,
+    actions_task: JoinHandle<()>,
     uplink_task: JoinHandle<()>,
 }
 
@@ -105,6 +110,25 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let (stop_ingest, ingest_rx) = watch::channel(false);
     let (stop_uplink, uplink_rx) = watch::channel(false);
     let (tx, rx) = mpsc::channel(READINGS_CHANNEL);
+    let hazard = match cfg.hazard.clone() {
+        Some(h) => Some(HazardEngine::new(h).map_err(|errors| {
+            RunError::Hazard(
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?),
+        None => None,
+    };
+    let (actions_tx, actions_rx) = mpsc::channel(actions::QUEUE);
+    let actions_task = tokio::spawn(actions::run(
+        local.clone(),
+        format!("citygate-{gw}-actions"),
+        actions_rx,
+        Arc::clone(&stats),
+    ));
 
     let ingest = tokio::spawn(sources::mqtt::run(
         local.clone(),
@@ -116,10 +140,17 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     ));
     let rules = tokio::spawn(rules_task(
         rx,
-        Summarizer::new(cfg.summaries.window_s),
-        Arc::clone(&outbox),
-        Arc::clone(&stats),
-        Arc::clone(&wake),
+        Rules {
+            summarizer: Summarizer::new(cfg.summaries.window_s),
+            hazard,
+        },
+        Sinks {
+            outbox: Arc::clone(&outbox),
+            stats: Arc::clone(&stats),
+            wake: Arc::clone(&wake),
+            actions: actions_tx,
+            gateway: gw.clone(),
+        },
     ));
     let uplink_task = tokio::spawn(uplink::run(
         UplinkParams {
@@ -142,6 +173,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         stop_uplink,
         ingest,
         rules,
+        actions_task,
         uplink_task,
     })
 }
@@ -153,6 +185,7 @@ impl Gateway {
         let _ = self.stop_ingest.send(true);
         let _ = self.ingest.await;
         let _ = self.rules.await;
+        let _ = self.actions_task.await;
         let _ = self.stop_uplink.send(true);
         let _ = self.uplink_task.await;
         if let Err(e) = self.outbox.flush() {
@@ -161,57 +194,140 @@ impl Gateway {
     }
 }
 
-fn store_summary(outbox: &Outbox, stats: &Stats, gateway: &str, s: Summary) {
-    let t = topic::format(
-        gateway,
-        &Topic::Summary {
-            sensor: s.sensor.clone(),
-        },
-    );
-    match outbox.append(&t, Body::Summary(s)) {
-        Ok(_) => Stats::inc(&stats.summaries_out),
-        Err(e) => tracing::error!("summary not stored: {e}"),
-    }
+/// The pure rules one gateway runs on every reading.
+struct Rules {
+    summarizer: Summarizer,
+    hazard: Option<HazardEngine>,
 }
 
-async fn rules_task(
-    mut rx: mpsc::Receiver<Reading>,
-    mut summarizer: Summarizer,
+/// Where rule outputs go.
+struct Sinks {
     outbox: Arc<Outbox>,
     stats: Arc<Stats>,
     wake: Arc<Notify>,
-) {
-    let gw = outbox.gateway().to_string();
+    actions: mpsc::Sender<LocalPublish>,
+    gateway: String,
+}
+
+impl Sinks {
+    fn store(&self, topic: Topic, body: Body) {
+        let class = body.class();
+        match self
+            .outbox
+            .append(&topic::format(&self.gateway, &topic), body)
+        {
+            Ok(_) => Stats::inc(match class {
+                citygate_protocols::Class::Alert => &self.stats.alerts_out,
+                citygate_protocols::Class::Event => &self.stats.events_out,
+                citygate_protocols::Class::Summary => &self.stats.summaries_out,
+            }),
+            Err(e) => tracing::error!("{} record not stored: {e}", class.as_str()),
+        }
+        self.wake.notify_one();
+    }
+
+    fn summary(&self, s: Summary) {
+        let sensor = s.sensor.clone();
+        self.store(Topic::Summary { sensor }, Body::Summary(s));
+    }
+
+    fn event(&self, e: Event) {
+        let kind = e.kind.clone();
+        self.store(Topic::Event { kind }, Body::Event(e));
+    }
+
+    fn hazard(&self, outputs: Vec<HazardOutput>, now: f64) {
+        for o in outputs {
+            match o {
+                HazardOutput::Alert(a) => {
+                    tracing::warn!(
+                        "hazard {}: {:?} {} ({})",
+                        a.group,
+                        a.lifecycle,
+                        a.level.as_deref().unwrap_or("cleared"),
+                        a.alert.identifier
+                    );
+                    let id = a.alert.identifier.clone();
+                    self.store(Topic::Alert { id }, a.alert.to_body());
+                }
+                HazardOutput::SensorFault(f) => self.event(f.event),
+                HazardOutput::Degraded { event, .. } => self.event(event),
+                HazardOutput::Publish { topic, payload } => {
+                    if self
+                        .actions
+                        .try_send(LocalPublish {
+                            topic: topic.clone(),
+                            payload,
+                        })
+                        .is_err()
+                    {
+                        Stats::inc(&self.stats.actions_failed);
+                        tracing::error!(
+                            "local action on {topic} dropped: the action queue is full"
+                        );
+                    }
+                }
+                HazardOutput::EmergencyPlan {
+                    intersection,
+                    plan,
+                    active,
+                } => {
+                    self.event(Event {
+                        kind: "emergency_plan".into(),
+                        source: intersection,
+                        message: format!(
+                            "{} emergency plan `{plan}`",
+                            if active { "requested" } else { "released" }
+                        ),
+                        time: now,
+                    });
+                }
+            }
+        }
+    }
+}
+
+async fn rules_task(mut rx: mpsc::Receiver<Reading>, mut rules: Rules, sinks: Sinks) {
+    let stats = &sinks.stats;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             r = rx.recv() => {
                 let Some(r) = r else { break };
-                match summarizer.on_reading(&r, epoch_now()) {
-                    Ok(Some(s)) => {
-                        store_summary(&outbox, &stats, &gw, s);
-                        wake.notify_one();
-                    }
+                let now = epoch_now();
+                if let Some(h) = rules.hazard.as_mut() {
+                    sinks.hazard(h.on_reading(&r, now), now);
+                }
+                match rules.summarizer.on_reading(&r, now) {
+                    Ok(Some(s)) => sinks.summary(s),
                     Ok(None) => {}
                     Err(Skipped::Late) => Stats::inc(&stats.late),
                     Err(Skipped::Unusable) => Stats::inc(&stats.unusable),
                 }
             }
             _ = tick.tick() => {
-                let closed = summarizer.tick(epoch_now());
-                if !closed.is_empty() {
-                    for s in closed {
-                        store_summary(&outbox, &stats, &gw, s);
-                    }
-                    wake.notify_one();
+                let now = epoch_now();
+                for s in rules.summarizer.tick(now) {
+                    sinks.summary(s);
                 }
-                stats.outbox_depth.store(outbox.len() as u64, Ordering::Relaxed);
+                if let Some(h) = rules.hazard.as_mut() {
+                    sinks.hazard(h.tick(now), now);
+                    let line = h
+                        .status()
+                        .iter()
+                        .map(|g| format!("{}: {}", g.id, g.level_sent.as_deref().unwrap_or("normal")))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if let Ok(mut l) = stats.hazards.lock() {
+                        *l = line;
+                    }
+                }
+                stats.outbox_depth.store(sinks.outbox.len() as u64, Ordering::Relaxed);
             }
         }
     }
-    for s in summarizer.flush() {
-        store_summary(&outbox, &stats, &gw, s);
+    for s in rules.summarizer.flush() {
+        sinks.summary(s);
     }
-    wake.notify_one();
 }

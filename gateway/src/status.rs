@@ -25,6 +25,11 @@ pub struct Stats {
     pub uplink_reconnects: AtomicU64,
     /// Records in the outbox, updated by the uplink.
     pub outbox_depth: AtomicU64,
+    /// Local actions published (sirens, signs) and those that could not be.
+    pub actions_out: AtomicU64,
+    pub actions_failed: AtomicU64,
+    /// One line on the hazard groups, e.g. `flood: warning (incident 1700000123)`.
+    pub hazards: std::sync::Mutex<String>,
 }
 
 impl Stats {
@@ -47,12 +52,15 @@ impl Stats {
             ingest_subscribed: self.ingest_subscribed.load(Ordering::Relaxed),
             uplink_reconnects: g(&self.uplink_reconnects),
             outbox_depth: g(&self.outbox_depth),
+            actions_out: g(&self.actions_out),
+            actions_failed: g(&self.actions_failed),
+            hazards: self.hazards.lock().map(|h| h.clone()).unwrap_or_default(),
         }
     }
 }
 
 /// A copy of the counters at one instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub readings_in: u64,
     pub malformed: u64,
@@ -66,18 +74,22 @@ pub struct Snapshot {
     pub ingest_subscribed: bool,
     pub uplink_reconnects: u64,
     pub outbox_depth: u64,
+    pub actions_out: u64,
+    pub actions_failed: u64,
+    pub hazards: String,
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {} | outbox {} | uplink {} (delivered {}, reconnects {})",
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {} | uplink {} (delivered {}, reconnects {})",
             self.readings_in,
             self.malformed,
             self.late,
             self.summaries_out,
             self.alerts_out,
+            if self.hazards.is_empty() { String::new() } else { format!(" [{}]", self.hazards) },
             self.outbox_depth,
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,

@@ -40,6 +40,9 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub uplink: UplinkConfig,
+    /// `[hazard]`: disaster alert rules (see `rules::hazard::config`). Absent: no hazard rules.
+    #[serde(default)]
+    pub hazard: Option<crate::rules::hazard::config::HazardConfig>,
 }
 
 /// `[gateway]`: identity and storage.

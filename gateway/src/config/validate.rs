@@ -266,6 +266,13 @@ impl Config {
         self.validate_summaries(&mut r);
         self.validate_outbox(&mut r);
         self.validate_uplink(&mut r);
+        if let Some(h) = &self.hazard {
+            if let Err(errors) = h.validate() {
+                for e in errors {
+                    r.push(e.path, e.message);
+                }
+            }
+        }
         r.0
     }
 

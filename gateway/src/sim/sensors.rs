@@ -25,12 +25,12 @@ pub fn vehicles(intersection: usize, detector: usize, t: u64) -> u32 {
     ((wave * weight + (t * 7 + detector as u64 * 13) % 11) / 30) as u32
 }
 
-/// Water level at simulated second `t`: rises from 0.4 m to 2.2 m over five minutes and
-/// recedes over the next five, then repeats.
+/// Water level at simulated second `t`: rises from 0.4 m to 2.2 m over two minutes and
+/// recedes over the next two, then repeats.
 pub fn water_level(t: u64) -> f64 {
-    let phase = (t % 600) as f64;
-    let rise = if phase < 300.0 { phase } else { 600.0 - phase };
-    0.4 + 1.8 * rise / 300.0
+    let phase = (t % 240) as f64;
+    let rise = if phase < 120.0 { phase } else { 240.0 - phase };
+    0.4 + 1.8 * rise / 120.0
 }
 
 /// The SenML payload of one detector at second `t`.
@@ -111,8 +111,8 @@ mod tests {
         let counts: Vec<u32> = (0..120).map(|t| vehicles(0, 0, t)).collect();
         assert!(counts.iter().max() > counts.iter().min());
         assert!((water_level(0) - 0.4).abs() < 1e-9);
-        assert!((water_level(300) - 2.2).abs() < 1e-9);
-        assert!(water_level(450) < water_level(300));
+        assert!((water_level(120) - 2.2).abs() < 1e-9);
+        assert!(water_level(200) < water_level(120));
     }
 
     #[test]

@@ -1,0 +1,70 @@
+//! Local actions: messages the rules send to devices on the local broker (sirens, variable
+//! message signs). Publishes at QoS 1 from a task of its own, so that a slow broker never
+//! holds up the rules; a full queue is counted and logged, never silent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::sync::mpsc;
+
+use crate::backoff::Backoff;
+use crate::mqtt::BrokerUrl;
+use crate::status::Stats;
+
+/// A message for a local device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalPublish {
+    pub topic: String,
+    pub payload: String,
+}
+
+/// Actions waiting to be published.
+pub const QUEUE: usize = 256;
+
+/// Publishes every queued action on the local broker until the queue closes.
+pub async fn run(
+    local: BrokerUrl,
+    client_id: String,
+    mut rx: mpsc::Receiver<LocalPublish>,
+    stats: Arc<Stats>,
+) {
+    let (client, mut eventloop) = AsyncClient::new(local.options(&client_id, 30), QUEUE);
+    let poller = tokio::spawn(async move {
+        let mut backoff = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            u64::from(std::process::id()),
+        );
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => backoff.reset(),
+                Ok(_) => {}
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(
+                        "local actions: {e}; reconnecting in {} ms",
+                        delay.as_millis()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    });
+    while let Some(a) = rx.recv().await {
+        tracing::info!("local action: {} <- {}", a.topic, a.payload);
+        if client
+            .publish(a.topic.clone(), QoS::AtLeastOnce, false, a.payload)
+            .await
+            .is_err()
+        {
+            Stats::inc(&stats.actions_failed);
+            tracing::error!("local action on {} not sent: client closed", a.topic);
+        } else {
+            Stats::inc(&stats.actions_out);
+        }
+    }
+    let _ = client.try_disconnect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    poller.abort();
+}
