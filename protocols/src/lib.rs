@@ -6,12 +6,14 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod quality;
+pub mod registers;
+pub mod signal;
 pub mod unit;
 
 #[cfg(feature = "std")]
 pub mod record;
 
 pub use quality::Quality;
-pub use unit::Unit;
 #[cfg(feature = "std")]
 pub use record::{Body, Class, Envelope, Event, Reading, Summary};
+pub use unit::Unit;
