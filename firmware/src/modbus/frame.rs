@@ -16,7 +16,7 @@ pub const fn t35_us(baud: u32) -> u32 {
         1_750
     } else {
         // 3.5 × 11 bits × 1e6 / baud, rounded up
-        ((35 * BITS_PER_CHAR * 1_000_000 + 10 * baud as u64 - 1) / (10 * baud as u64)) as u32
+        (35 * BITS_PER_CHAR * 1_000_000).div_ceil(10 * baud as u64) as u32
     }
 }
 
@@ -25,7 +25,7 @@ pub const fn t15_us(baud: u32) -> u32 {
     if baud == 0 || baud > 19_200 {
         750
     } else {
-        ((15 * BITS_PER_CHAR * 1_000_000 + 10 * baud as u64 - 1) / (10 * baud as u64)) as u32
+        (15 * BITS_PER_CHAR * 1_000_000).div_ceil(10 * baud as u64) as u32
     }
 }
 
