@@ -14,4 +14,6 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod detector;
 pub mod modbus;
+pub mod signal;
