@@ -92,11 +92,7 @@ impl Detector {
             occ += now.saturating_sub(self.occupied_since.max(self.interval_start));
         }
         let len = now.saturating_sub(self.interval_start);
-        let permille = if len == 0 {
-            0
-        } else {
-            (occ.min(len) * 1000 / len) as u16
-        };
+        let permille = (occ.min(len) * 1000).checked_div(len).unwrap_or(0) as u16;
         self.last = DetectorInterval {
             count: self.count,
             occupancy_permille: permille,
