@@ -212,9 +212,8 @@ impl Observer {
                 }
             }
         }
-        for g in 0..n {
+        for (g, &new) in states.iter().enumerate() {
             let old = self.seen[g];
-            let new = states[g];
             if new == old.state {
                 continue;
             }
