@@ -14,6 +14,8 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bank;
 pub mod detector;
+pub mod hazard;
 pub mod modbus;
 pub mod signal;
