@@ -22,6 +22,20 @@ pub enum Exception {
     ServerDeviceFailure = 0x04,
 }
 
+impl core::fmt::Display for Exception {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let what = match self {
+            Exception::IllegalFunction => "illegal function",
+            Exception::IllegalDataAddress => "illegal data address",
+            Exception::IllegalDataValue => "illegal data value",
+            Exception::ServerDeviceFailure => "server device failure",
+        };
+        write!(f, "modbus exception {:02}: {what}", self.code())
+    }
+}
+
+impl core::error::Error for Exception {}
+
 impl Exception {
     /// The exception code byte.
     pub const fn code(self) -> u8 {

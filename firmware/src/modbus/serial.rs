@@ -17,6 +17,8 @@ pub enum Error<S, P> {
     Pin(P),
 }
 
+impl<S: core::fmt::Debug, P: core::fmt::Debug> core::error::Error for Error<S, P> {}
+
 impl<S: core::fmt::Debug, P: core::fmt::Debug> core::fmt::Display for Error<S, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -38,6 +38,8 @@ pub enum CommandError {
     RepeatedSequence { sequence: u16 },
 }
 
+impl core::error::Error for CommandError {}
+
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

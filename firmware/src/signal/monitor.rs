@@ -35,6 +35,8 @@ pub enum Fault {
     },
 }
 
+impl core::error::Error for Fault {}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -152,6 +152,8 @@ pub enum ConfigError {
     BadDetectors,
 }
 
+impl core::error::Error for ConfigError {}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ConfigError::*;
