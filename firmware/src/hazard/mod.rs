@@ -1,14 +1,17 @@
 //! The hazard sensor node: water level ([`water`]), rain ([`rain`]) and gas ([`gas`])
-//! channels with their drivers and [`filter`]s, gathered in a [`HazardNode`].
+//! channels with their drivers and [`filter`]s, gathered in a [`HazardNode`] and sampled by
+//! the [`station`] driver.
 
 pub mod filter;
 pub mod gas;
 pub mod rain;
+pub mod station;
 pub mod water;
 
-pub use gas::{Ads1115, GasConfig, GasSensor};
+pub use gas::{Ads1115, GasConfig, GasSensor, ADS1115_ADDRESS};
 pub use rain::{RainConfig, RainGauge, RainGaugeInput};
-pub use water::{MaxSonar, WaterConfig, WaterLevel};
+pub use station::HazardStation;
+pub use water::{MaxSonar, WaterConfig, WaterLevel, MAXSONAR_ADDRESS};
 
 /// The three channels of a hazard node.
 #[derive(Debug, Clone)]
