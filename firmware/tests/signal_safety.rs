@@ -180,6 +180,14 @@ struct Seen {
 struct Observer {
     cfg: ControllerConfig,
     seen: Vec<Seen>,
+    /// Ticks seen while a group was green beyond its maximum green plus the longest possible
+    /// delay of a forced change (a running transition, intergreens, others' minimum green).
+    beyond_max: Vec<u32>,
+    max_delay_ms: u64,
+    /// Longest gap between ticks while each group has been green: a transition or minimum
+    /// green that falls due between two ticks completes only at the later tick.
+    gap_in_green: Vec<u64>,
+    last_tick: u64,
 }
 
 impl Observer {
@@ -193,7 +201,26 @@ impl Observer {
                 green_end: None,
             })
             .collect();
-        Observer { cfg, seen }
+        let n = cfg.groups.len();
+        let max_ig = (0..n)
+            .flat_map(|a| (0..n).map(move |b| (a, b)))
+            .filter_map(|(a, b)| cfg.intergreen.get(a, b))
+            .max()
+            .unwrap_or(0);
+        let max_of =
+            |f: fn(&GroupConfig) -> u32| cfg.groups.iter().map(f).max().unwrap_or(0) as u64;
+        let max_delay_ms = max_ig as u64
+            + max_of(|g| g.red_amber_ms)
+            + max_of(|g| g.min_green_ms)
+            + max_of(|g| g.clearance_ms);
+        Observer {
+            beyond_max: vec![0; n],
+            max_delay_ms,
+            gap_in_green: vec![0; n],
+            last_tick: now,
+            cfg,
+            seen,
+        }
     }
 
     fn observe(&mut self, states: &[SignalState], now: u64) -> Result<(), String> {
@@ -267,6 +294,38 @@ impl Observer {
                 since: now,
                 green_end,
             };
+        }
+        self.max_green(now)
+    }
+
+    /// A group green past its maximum green (plus the longest delay a forced change can see)
+    /// must leave green within two more ticks, unless every stage keeps it green.
+    fn max_green(&mut self, now: u64) -> Result<(), String> {
+        let gap = now - self.last_tick;
+        self.last_tick = now;
+        for (g, seen) in self.seen.iter().enumerate() {
+            if seen.state != SignalState::Green {
+                self.gap_in_green[g] = 0;
+            } else {
+                self.gap_in_green[g] = self.gap_in_green[g].max(gap);
+            }
+            let max = self.cfg.groups[g].max_green_ms as u64;
+            let releasable = self.cfg.stages.iter().any(|s| !s.contains(g));
+            if seen.state == SignalState::Green
+                && max > 0
+                && releasable
+                && now - seen.since > max + self.max_delay_ms + 2 * self.gap_in_green[g]
+            {
+                self.beyond_max[g] += 1;
+                if self.beyond_max[g] > 2 {
+                    return Err(format!(
+                        "t={now}: group {g} green {} ms, maximum green {max}",
+                        now - seen.since
+                    ));
+                }
+            } else {
+                self.beyond_max[g] = 0;
+            }
         }
         Ok(())
     }
