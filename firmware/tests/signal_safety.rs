@@ -345,7 +345,8 @@ impl Observer {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    // 200 cases by default; PROPTEST_CASES=n for a longer search
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)))]
 
     #[test]
     fn lamps_stay_safe_and_watchdog_takes_over(x in intersection(), events in prop::collection::vec((step(), action()), 1..250)) {

@@ -177,24 +177,35 @@ impl Sequencer {
         };
         let mut want = desired.filter(|&s| s < cfg.stages.len()).unwrap_or(stage);
         let mut forced = false;
+        // groups of this stage past their maximum green
+        let mut expired = GroupSet::EMPTY;
         for g in current.iter() {
-            let (Some(rt), Some(c)) = (self.groups.get(g), cfg.groups.get(g)) else {
-                continue;
-            };
-            let wanted_set = cfg.stages.get(want).copied().unwrap_or_default();
-            if c.max_green_ms != 0
-                && now.saturating_sub(rt.green_start) >= c.max_green_ms as u64
-                && wanted_set.contains(g)
-            {
-                // the next stage in cyclic order that lets this group go
-                let n = cfg.stages.len();
-                if let Some(next) = (1..n)
-                    .map(|k| (stage + k) % n)
-                    .find(|&s| cfg.stages.get(s).is_some_and(|set| !set.contains(g)))
+            if let (Some(rt), Some(c)) = (self.groups.get(g), cfg.groups.get(g)) {
+                if c.max_green_ms != 0
+                    && now.saturating_sub(rt.green_start) >= c.max_green_ms as u64
                 {
-                    want = next;
-                    forced = true;
+                    expired = expired.with(g);
                 }
+            }
+        }
+        let wanted_set = cfg.stages.get(want).copied().unwrap_or_default();
+        if wanted_set.bits() & expired.bits() != 0 {
+            // the next stage in cyclic order that ends every expired green; failing that, the
+            // next that ends some of them (the others follow on the next forced change). A group
+            // green in every stage cannot be ended by a stage change and keeps its green.
+            let n = cfg.stages.len();
+            let overlap = |s: usize| {
+                cfg.stages
+                    .get(s)
+                    .map_or(expired.bits(), |st| st.bits() & expired.bits())
+            };
+            let order = || (1..n).map(|k| (stage + k) % n);
+            let next = order()
+                .find(|&s| overlap(s) == 0)
+                .or_else(|| order().find(|&s| overlap(s) != expired.bits()));
+            if let Some(next) = next {
+                want = next;
+                forced = true;
             }
         }
         if want == stage {
