@@ -180,9 +180,8 @@ struct Seen {
 struct Observer {
     cfg: ControllerConfig,
     seen: Vec<Seen>,
-    /// Ticks seen while a group was green beyond its maximum green plus the longest possible
-    /// delay of a forced change (a running transition, intergreens, others' minimum green).
-    beyond_max: Vec<u32>,
+    /// Longest delay of one forced stage change after it falls due: a running transition
+    /// (intergreen, red-amber), then the minimum green of the other leaving groups.
     max_delay_ms: u64,
     /// Longest gap between ticks while each group has been green: a transition or minimum
     /// green that falls due between two ticks completes only at the later tick.
@@ -214,7 +213,6 @@ impl Observer {
             + max_of(|g| g.min_green_ms)
             + max_of(|g| g.clearance_ms);
         Observer {
-            beyond_max: vec![0; n],
             max_delay_ms,
             gap_in_green: vec![0; n],
             last_tick: now,
@@ -298,33 +296,28 @@ impl Observer {
         self.max_green(now)
     }
 
-    /// A group green past its maximum green (plus the longest delay a forced change can see)
-    /// must leave green within two more ticks, unless every stage keeps it green.
+    /// A group green past its maximum green must be ended by forced stage changes: each
+    /// change ends at least one expired green, so at most one change per group is needed, each
+    /// within `max_delay_ms` plus two tick gaps (the change and the transition end happen at
+    /// ticks). A group green in every stage cannot be ended and is not checked.
     fn max_green(&mut self, now: u64) -> Result<(), String> {
         let gap = now - self.last_tick;
         self.last_tick = now;
+        let n = self.seen.len() as u64;
         for (g, seen) in self.seen.iter().enumerate() {
             if seen.state != SignalState::Green {
                 self.gap_in_green[g] = 0;
-            } else {
-                self.gap_in_green[g] = self.gap_in_green[g].max(gap);
+                continue;
             }
+            self.gap_in_green[g] = self.gap_in_green[g].max(gap);
             let max = self.cfg.groups[g].max_green_ms as u64;
             let releasable = self.cfg.stages.iter().any(|s| !s.contains(g));
-            if seen.state == SignalState::Green
-                && max > 0
-                && releasable
-                && now - seen.since > max + self.max_delay_ms + 2 * self.gap_in_green[g]
-            {
-                self.beyond_max[g] += 1;
-                if self.beyond_max[g] > 2 {
-                    return Err(format!(
-                        "t={now}: group {g} green {} ms, maximum green {max}",
-                        now - seen.since
-                    ));
-                }
-            } else {
-                self.beyond_max[g] = 0;
+            let bound = max + n * (self.max_delay_ms + 2 * self.gap_in_green[g]);
+            if max > 0 && releasable && now - seen.since > bound {
+                return Err(format!(
+                    "t={now}: group {g} green {} ms, maximum green {max}, bound {bound}",
+                    now - seen.since
+                ));
             }
         }
         Ok(())
@@ -357,6 +350,7 @@ proptest! {
         let mut now = 0u64;
         let mut sequence = 0u16;
         let mut last_accepted: Option<u64> = None;
+        let mut trace: Vec<String> = Vec::new();
         for (dt, act) in events {
             now += dt;
             match act {
@@ -382,8 +376,10 @@ proptest! {
             ctrl.tick(now);
             let status = ctrl.status();
             prop_assert_eq!(status.fault, None, "conflict monitor tripped at t={}", now);
+            trace.push(format!("t={now} {:?} stage {:?}->{:?} plan {:?} {:?}", status.mode, status.current_stage, status.target_stage, status.active_plan, ctrl.group_states()));
             if let Err(e) = obs.observe(ctrl.group_states(), now) {
-                return Err(TestCaseError::fail(e));
+                let tail = trace.len().saturating_sub(40);
+                return Err(TestCaseError::fail(format!("{e}\nlast ticks:\n{}", trace[tail..].join("\n"))));
             }
             let silent = last_accepted.is_none_or(|t| now - t >= cfg.watchdog_timeout_ms as u64);
             if status.mode != Mode::Startup {
