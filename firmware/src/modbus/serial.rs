@@ -38,6 +38,7 @@ pub struct RtuSerial<S, DE> {
     frame: [u8; MAX_FRAME],
     response: [u8; MAX_FRAME],
     line_errors: u32,
+    late_answers: u32,
 }
 
 type SerialErr<S, DE> = Error<
@@ -60,6 +61,7 @@ where
             frame: [0; MAX_FRAME],
             response: [0; MAX_FRAME],
             line_errors: 0,
+            late_answers: 0,
         }
     }
 
@@ -71,6 +73,12 @@ where
     /// UART errors seen while receiving (the frame in progress is spoiled by the gap they leave).
     pub fn line_errors(&self) -> u32 {
         self.line_errors
+    }
+
+    /// Answers not sent because [`poll`](Self::poll) came too late: the next frame had already
+    /// begun. Poll more often than t3.5 if this grows.
+    pub fn late_answers(&self) -> u32 {
+        self.late_answers
     }
 
     /// Gives back the port and the pin.
@@ -89,8 +97,17 @@ where
             match self.port.read() {
                 Ok(byte) => {
                     if let Some(n) = self.assembler.push(byte, now_us, &mut self.frame) {
-                        // A frame ended by silence we did not poll in time: answer it now.
-                        return self.answer(bank, n);
+                        // A frame ended by silence we did not poll in time, and the master is
+                        // already sending again: act on it, but answering now would collide
+                        // with the new frame on the half-duplex line.
+                        let req = self.frame.get(..n).unwrap_or(&[]);
+                        if self
+                            .slave
+                            .handle_frame(bank, req, &mut self.response)
+                            .is_some()
+                        {
+                            self.late_answers = self.late_answers.wrapping_add(1);
+                        }
                     }
                 }
                 Err(nb::Error::WouldBlock) => break,
@@ -184,6 +201,26 @@ mod tests {
             "frame not complete before t3.5"
         );
         assert_eq!(rtu.poll(&mut bank, 10_000 + 4_011), Ok(Some(resp.len())));
+        let (mut port, mut de) = rtu.release();
+        port.done();
+        de.done();
+    }
+
+    #[test]
+    fn a_frame_polled_too_late_is_acted_on_but_not_answered() {
+        let req = [0x01u8, 0x03, 0x00, 0x01, 0x00, 0x01, 0xD5, 0xCA];
+        let mut serial_tx: Vec<SerialTx<u8>> = req.iter().map(|&b| SerialTx::read(b)).collect();
+        serial_tx.push(SerialTx::read_error(nb::Error::WouldBlock));
+        // 10 ms later the master already sends the next frame's first byte
+        serial_tx.push(SerialTx::read(0x02));
+        serial_tx.push(SerialTx::read_error(nb::Error::WouldBlock));
+        let port = SerialMock::new(&serial_tx);
+        let de = PinMock::new(&[]);
+        let mut rtu = RtuSerial::new(port, de, 9600, RtuSlave::new(1));
+        let mut bank = Regs([0, 0x1234, 0, 0]);
+        assert_eq!(rtu.poll(&mut bank, 0), Ok(None));
+        assert_eq!(rtu.poll(&mut bank, 10_000), Ok(None));
+        assert_eq!(rtu.late_answers(), 1);
         let (mut port, mut de) = rtu.release();
         port.done();
         de.done();
