@@ -16,8 +16,9 @@ pub struct GroupConfig {
     pub kind: GroupKind,
     /// Minimum green: a green is never ended earlier.
     pub min_green_ms: u32,
-    /// Maximum green: a green (even when held) is ended by a forced stage change after this;
-    /// 0 = no maximum.
+    /// Maximum green: a green (even when held) is ended by a forced stage change after this
+    /// (to the next stage in order that ends it); 0 = no maximum. A group that is green in
+    /// every stage cannot be ended by a stage change and keeps its green.
     pub max_green_ms: u32,
     /// Yellow for vehicles, flashing green for pedestrians.
     pub clearance_ms: u32,
