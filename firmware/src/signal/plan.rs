@@ -277,6 +277,15 @@ impl ControllerConfig {
         Ok(())
     }
 
+    /// The longest intergreen of the matrix.
+    pub fn max_intergreen_ms(&self) -> u32 {
+        (0..MAX_GROUPS)
+            .flat_map(|a| (0..MAX_GROUPS).map(move |b| (a, b)))
+            .filter_map(|(a, b)| self.intergreen.get(a, b))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The longest clearance of any group (yellow / flashing green).
     pub fn max_clearance_ms(&self) -> u32 {
         self.groups

@@ -64,12 +64,15 @@ impl Sequencer {
     }
 
     /// Leaving flashing operation: every group red for the longest clearance plus the start-up
-    /// all-red time (conflicting yellows together would look like a conflict to the monitor,
-    /// so there is no steady-yellow step).
+    /// all-red time, and at least the longest intergreen (a green may have been cut by the
+    /// fault). Conflicting yellows together would look like a conflict to the monitor, so
+    /// there is no steady-yellow step.
     pub fn restart_from_flash(cfg: &ControllerConfig, now: u64) -> Self {
         let mut seq = Sequencer::new(cfg, now);
+        let all_red = (cfg.max_clearance_ms() as u64 + cfg.startup_all_red_ms as u64)
+            .max(cfg.max_intergreen_ms() as u64);
         seq.phase = Phase::Startup {
-            until: now + cfg.max_clearance_ms() as u64 + cfg.startup_all_red_ms as u64,
+            until: now + all_red,
         };
         seq
     }
@@ -379,6 +382,16 @@ pub(crate) mod tests {
         seq.tick(&cfg, 13_000, Some(1));
         assert_eq!(seq.state(1), SignalState::Green);
         assert_eq!(seq.current_stage(), Some(1));
+    }
+
+    #[test]
+    fn restart_after_flash_holds_all_red_for_the_longest_intergreen() {
+        let cfg = crossing(); // longest intergreen 7 s > clearance 4 s + start-up 2 s
+        let mut seq = Sequencer::restart_from_flash(&cfg, 0);
+        seq.tick(&cfg, 6_999, Some(0));
+        assert_eq!(seq.state(0), SignalState::Red);
+        seq.tick(&cfg, 7_000, Some(0));
+        assert_eq!(seq.state(0), SignalState::RedAmber);
     }
 
     #[test]
