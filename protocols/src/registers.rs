@@ -193,6 +193,8 @@ pub mod signal_controller {
     pub const FLAG_HOLD: u16 = 1 << 3;
     /// The last stage change was forced by a maximum green.
     pub const FLAG_MAX_GREEN_FORCED: u16 = 1 << 4;
+    /// A detector loop has been occupied for over 5 minutes (stuck or faulty loop).
+    pub const FLAG_DETECTOR_STUCK: u16 = 1 << 5;
 
     // ---- coils ----
     /// Hold (same as [`HR_HOLD`]; committed with the next command sequence).
@@ -255,7 +257,7 @@ pub mod signal_controller {
         Register::word(InputRegister, IR_CURRENT_STAGE, "current_stage", "current stage, 1-based; 0 in transition"),
         Register::word(InputRegister, IR_TARGET_STAGE, "target_stage", "stage heading to or running, 1-based"),
         Register::word(InputRegister, IR_MODE, "mode", "0 startup, 1 central, 2 commanded plan, 3 fallback, 4 flashing"),
-        Register::word(InputRegister, IR_STATUS_FLAGS, "status_flags", "bit0 conflict latched, bit1 fallback, bit2 transition, bit3 hold, bit4 max green forced"),
+        Register::word(InputRegister, IR_STATUS_FLAGS, "status_flags", "bit0 conflict latched, bit1 fallback, bit2 transition, bit3 hold, bit4 max green forced, bit5 detector stuck"),
         Register::word(InputRegister, IR_STAGE_TIME, "stage_time", "time in the current stage").scaled(1, Unit::Second),
         Register::word(InputRegister, IR_LAST_SEQUENCE, "last_sequence", "last accepted command sequence"),
         Register::word(InputRegister, IR_REJECTED_COMMANDS, "rejected_commands", "rejected commands since start").scaled(0, Unit::Count),

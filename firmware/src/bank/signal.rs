@@ -73,6 +73,11 @@ impl SignalBank {
                     (st.in_transition, map::FLAG_IN_TRANSITION),
                     (st.hold, map::FLAG_HOLD),
                     (st.max_green_forced, map::FLAG_MAX_GREEN_FORCED),
+                    (
+                        (0..c.detectors().len())
+                            .any(|i| c.detectors().get(i).is_some_and(|d| d.stuck(self.now))),
+                        map::FLAG_DETECTOR_STUCK,
+                    ),
                 ] {
                     if on {
                         flags |= bit;
@@ -342,6 +347,22 @@ mod tests {
             Some(frame(&[7, 0x86, 3]))
         );
         assert_eq!(b.controller().status().rejected_commands, 1);
+    }
+
+    #[test]
+    fn stuck_detector_sets_its_status_flag() {
+        let mut cfg = crossing();
+        cfg.detectors = 2;
+        let mut b = SignalBank::new(SignalController::new(cfg, 0).expect("valid"));
+        let mut s = RtuSlave::new(7);
+        b.controller_mut().detectors_mut().sample(1, true, 0);
+        b.tick(1_000);
+        let resp = ask(&mut s, &mut b, &[7, 0x04, 0, 3, 0, 1]).expect("answer");
+        assert_eq!(resp[4] & map::FLAG_DETECTOR_STUCK as u8, 0);
+        b.controller_mut().detectors_mut().sample(1, true, 400_000);
+        b.tick(400_000);
+        let resp = ask(&mut s, &mut b, &[7, 0x04, 0, 3, 0, 1]).expect("answer");
+        assert_ne!(resp[4] & map::FLAG_DETECTOR_STUCK as u8, 0);
     }
 
     #[test]
