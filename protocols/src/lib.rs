@@ -6,6 +6,8 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod quality;
+pub mod registers;
+pub mod signal;
 pub mod unit;
 
 #[cfg(feature = "std")]
