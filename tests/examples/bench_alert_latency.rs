@@ -21,7 +21,7 @@ const GROUPS: usize = 200;
 
 fn hazard_config() -> String {
     let mut s = String::from(
-        "\n[hazard]\nsender = \"citygate.bench@city.example\"\nidentifier_prefix = \"bench\"\nmin_update_interval_s = 0\n",
+        "\n[hazard]\nsender = \"citygate.bench@city.example\"\nidentifier_prefix = \"bench\"\nmin_update_interval_s = 0.001\n",
     );
     for g in 0..GROUPS {
         s += &format!(
