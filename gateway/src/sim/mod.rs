@@ -1,2 +1,3 @@
 //! Simulation: field devices the gateway can talk to without hardware.
 pub mod sensors;
+pub mod virtual_device;
