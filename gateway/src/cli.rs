@@ -31,6 +31,8 @@ enum Command {
     Run { config: PathBuf },
     /// Validate a config file without running it; prints OK or every error.
     Check { config: PathBuf },
+    /// Print the status of the gateway that runs with this config (from its status file).
+    Status { config: PathBuf },
     /// Run the gateway on embedded defaults: embedded broker, simulated sensors, a live status line.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -56,14 +58,18 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if let Command::Check { config } = &cli.command {
-        let (text, ok) = config::check(config);
-        println!("{text}");
-        return if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+    match &cli.command {
+        Command::Check { config } => {
+            let (text, ok) = config::check(config);
+            println!("{text}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Status { config } => return print_status(config),
+        _ => {}
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,7 +121,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let _ = sim.await;
             r
         }
-        Command::Check { .. } => Ok(()),
+        Command::Check { .. } | Command::Status { .. } => Ok(()),
     }
 }
 
@@ -148,4 +154,36 @@ async fn run_until_stopped(
     gw.shutdown().await;
     println!("{}", stats.snapshot());
     Ok(())
+}
+
+/// `citygate status CONFIG`: the last status the gateway wrote, and how old it is.
+fn print_status(config: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::status::StatusFile::read(&cfg.gateway.data_dir) {
+        Ok(s) => {
+            let age = crate::sources::mqtt::epoch_now() - s.time;
+            let state = if age < 5.0 {
+                "running"
+            } else {
+                "not running (status is stale)"
+            };
+            println!("gateway {}: {state}, status {age:.0} s old", s.gateway);
+            println!("{}", s.line);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!(
+                "gateway {}: no status in {} ({e}); is it running?",
+                cfg.gateway.id,
+                cfg.gateway.data_dir.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::outbox::{Outbox, OutboxError};
 use crate::rules::hazard::{HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::sources::mqtt::epoch_now;
-use crate::status::Stats;
+use crate::status::{Stats, StatusFile};
 use crate::uplink::{self, UplinkParams};
 use crate::{broker, sources};
 
@@ -150,6 +150,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             wake: Arc::clone(&wake),
             actions: actions_tx,
             gateway: gw.clone(),
+            data_dir: data_dir.clone(),
         },
     ));
     let uplink_task = tokio::spawn(uplink::run(
@@ -207,6 +208,7 @@ struct Sinks {
     wake: Arc<Notify>,
     actions: mpsc::Sender<LocalPublish>,
     gateway: String,
+    data_dir: PathBuf,
 }
 
 impl Sinks {
@@ -324,6 +326,9 @@ async fn rules_task(mut rx: mpsc::Receiver<Reading>, mut rules: Rules, sinks: Si
                     }
                 }
                 stats.outbox_depth.store(sinks.outbox.len() as u64, Ordering::Relaxed);
+                if let Err(e) = StatusFile::write(&sinks.data_dir, &sinks.gateway, now, &stats.snapshot()) {
+                    tracing::debug!("status file not written: {e}");
+                }
             }
         }
     }

@@ -97,3 +97,43 @@ impl fmt::Display for Snapshot {
         )
     }
 }
+
+/// The status file an operator (or `citygate status`) reads: `<data_dir>/status.json`,
+/// rewritten every second by a running gateway.
+pub const STATUS_FILE: &str = "status.json";
+
+/// What `status.json` holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StatusFile {
+    pub gateway: String,
+    /// Seconds since the epoch when it was written.
+    pub time: f64,
+    pub status: serde_json::Value,
+    /// The one-line form of the status.
+    pub line: String,
+}
+
+impl StatusFile {
+    /// Writes the status atomically (a temporary file, then a rename).
+    pub fn write(
+        dir: &std::path::Path,
+        gateway: &str,
+        time: f64,
+        s: &Snapshot,
+    ) -> std::io::Result<()> {
+        let f = StatusFile {
+            gateway: gateway.to_string(),
+            time,
+            status: serde_json::to_value(s).unwrap_or_default(),
+            line: s.to_string(),
+        };
+        let tmp = dir.join(".status.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&f).unwrap_or_default())?;
+        std::fs::rename(tmp, dir.join(STATUS_FILE))
+    }
+
+    pub fn read(dir: &std::path::Path) -> std::io::Result<StatusFile> {
+        let bytes = std::fs::read(dir.join(STATUS_FILE))?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
