@@ -423,3 +423,47 @@ fn check_prints_ok_or_every_error_and_sets_the_exit_code() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("bad.toml:4:1: gateway.flavour"), "{text}");
 }
+
+#[test]
+fn the_demo_shows_data_flowing_and_stops_cleanly() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["demo", "--seconds", "12", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("readings in"))
+        .collect();
+    assert!(lines.len() >= 10, "one status line a second: {text}");
+    let last = lines.last().unwrap();
+    // 12 detectors and one flood station publish every second; 10 s windows close.
+    let n = |key: &str| -> u64 {
+        last.split(key)
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .trim_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap()
+    };
+    assert!(n("readings in ") >= 200, "{last}");
+    assert!(n("summaries out ") >= 25, "{last}");
+    assert!(last.contains("uplink "), "{last}");
+    assert!(
+        text.contains("shutting down, flushing the outbox"),
+        "{text}"
+    );
+}
