@@ -1,0 +1,2 @@
+//! Field-bus and broker sources that turn device data into [`citygate_protocols::Reading`]s.
+pub mod modbus;
