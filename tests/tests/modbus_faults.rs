@@ -31,14 +31,15 @@ async fn a_killed_server_goes_offline_and_is_picked_up_again_after_restart() {
 
     sim.kill().await;
     // The last good value is repeated as stale, then the device is declared offline.
-    let r = c
-        .reading_where(WAIT, |r| r.quality == Quality::Stale)
-        .await;
+    let r = c.reading_where(WAIT, |r| r.quality == Quality::Stale).await;
     assert_eq!(r.value, 42.0);
     c.event(WAIT, "device_offline", "pump-1").await;
     c.reading_where(WAIT, |r| r.quality == Quality::CommError)
         .await;
-    assert_eq!(h.device_stats("pump-1").unwrap().state, DeviceState::Offline);
+    assert_eq!(
+        h.device_stats("pump-1").unwrap().state,
+        DeviceState::Offline
+    );
 
     b.lock().unwrap().holding[0] = 43;
     sim.restart().await;
@@ -69,7 +70,10 @@ async fn busy_exceptions_are_retried_later_without_going_offline() {
     assert_eq!(s.exceptions, 4, "{s:?}");
     assert_eq!(s.failed_cycles, 0, "busy is not a link failure: {s:?}");
     let (_, events) = c.drain();
-    assert!(events.iter().all(|e| e.kind != "device_offline"), "{events:?}");
+    assert!(
+        events.iter().all(|e| e.kind != "device_offline"),
+        "{events:?}"
+    );
     h.shutdown().await;
 }
 

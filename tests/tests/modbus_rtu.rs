@@ -108,9 +108,15 @@ async fn a_dead_slave_does_not_starve_two_healthy_ones_on_a_shared_bus() {
     assert_eq!((r.value, r.quality), (33.0, Quality::Good));
 
     // Writes go over the bus between polls, verified.
-    h.write("slave-2", Write::Registers { address: 5, values: vec![7, 8] })
-        .await
-        .unwrap();
+    h.write(
+        "slave-2",
+        Write::Registers {
+            address: 5,
+            values: vec![7, 8],
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(&b2.lock().unwrap().holding[5..7], &[7, 8]);
     h.shutdown().await;
 }
@@ -121,8 +127,9 @@ async fn a_late_rtu_reply_is_never_taken_as_the_next_answer() {
     let b = bank();
     b.lock().unwrap().holding[0] = 1;
     b.lock().unwrap().holding[1] = 2;
-    // Answers arrive after the timeout: each is late.
-    b.lock().unwrap().behavior = Behavior::Delay(Duration::from_millis(250));
+    // Answers arrive after the 150 ms timeout (but within the 75 ms guard after it): each is
+    // late, and the next request has the same slave, function code and length.
+    b.lock().unwrap().behavior = Behavior::Delay(Duration::from_millis(200));
     let _sim = start_rtu_sim(&pty.b, 19200, SimService::units([(1, b.clone())]));
     let mut d = rtu_device("late-1", &pty.a, 1);
     d.points = vec![
@@ -143,7 +150,10 @@ async fn a_late_rtu_reply_is_never_taken_as_the_next_answer() {
     while seen < 6 {
         let r = c.reading_where(WAIT, |r| r.quality == Quality::Good).await;
         let want = if r.quantity == "a" { 1.0 } else { 2.0 };
-        assert_eq!(r.value, want, "a reply was given to the wrong request: {r:?}");
+        assert_eq!(
+            r.value, want,
+            "a reply was given to the wrong request: {r:?}"
+        );
         seen += 1;
     }
     h.shutdown().await;

@@ -5,8 +5,10 @@
 //! tokio-modbus has no timeouts: every call here is wrapped in one. After a timeout, a
 //! transport error or an answer that does not match the request (transaction id, unit id,
 //! function, length), the connection is dropped and reopened, so a late reply is never taken
-//! as the answer to the next request. On a serial bus the inter-frame silence (3.5 character
-//! times) is kept between frames, and a failing slave gets no immediate retries and is polled
+//! as the answer to the next request. On a serial bus, where answers carry no transaction id,
+//! the reopened port is moreover drained until the line has been silent for half the failed
+//! device's timeout (a late reply up to 1.5 timeouts old is discarded, not misread). The
+//! inter-frame silence (3.5 character times) is kept between frames, and a failing slave gets no immediate retries and is polled
 //! no more often than its poll interval, so it costs its bus neighbours at most one timeout
 //! per cycle.
 
@@ -163,6 +165,8 @@ pub(crate) struct Link {
     /// The unit id the context currently addresses.
     ctx_unit: Option<u8>,
     last_frame: Option<Instant>,
+    /// RTU: after a failed exchange, how long the bus must stay silent before the next frame.
+    quarantine: Option<Duration>,
     readings: mpsc::Sender<Reading>,
     events: mpsc::Sender<Event>,
     writes: mpsc::Receiver<WriteJob>,
@@ -191,6 +195,7 @@ impl Link {
             ctx: None,
             ctx_unit: None,
             last_frame: None,
+            quarantine: None,
             readings,
             events,
             writes,
@@ -274,9 +279,13 @@ impl Link {
                     } else {
                         tokio_serial::StopBits::One
                     });
-                let stream = tokio_serial::SerialStream::open(&builder)
+                let mut stream = tokio_serial::SerialStream::open(&builder)
                     .map_err(|e| CallError::Transport(format!("{}: {e}", r.port)))?;
-                // Whatever a slave sent after we gave up on it is not an answer to anything.
+                // Whatever a slave sends after we gave up on it is not an answer to anything:
+                // discard it until the line has been silent for the guard time.
+                if let Some(guard) = self.quarantine.take() {
+                    quiet_line(&mut stream, guard).await;
+                }
                 let _ = stream.clear(tokio_serial::ClearBuffer::All);
                 tokio_modbus::client::rtu::attach_slave(stream, Slave(unit))
             }
@@ -341,6 +350,9 @@ impl Link {
             }
             if e.is_link_failure() {
                 self.drop_connection();
+                if matches!(self.transport, Transport::Rtu(_)) {
+                    self.quarantine = Some(limit / 2);
+                }
             }
         }
         result
@@ -696,6 +708,20 @@ impl Link {
             Err(WriteError::VerifyFailed(format!(
                 "wrote {w:?}, read back {back:?}"
             )))
+        }
+    }
+}
+
+/// Reads and discards until nothing has arrived for `guard` (at most four guards in all, so
+/// that a babbling line cannot stall the bus forever).
+async fn quiet_line(stream: &mut tokio_serial::SerialStream, guard: Duration) {
+    use tokio::io::AsyncReadExt;
+    let cap = Instant::now() + guard * 4;
+    let mut buf = [0u8; 256];
+    while Instant::now() < cap {
+        match timeout(guard, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => continue,
+            _ => return,
         }
     }
 }
