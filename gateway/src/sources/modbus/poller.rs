@@ -173,6 +173,11 @@ pub(crate) struct Link {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Points without a fresh value.
+fn none(points: &[usize]) -> Vec<(usize, Option<f64>)> {
+    points.iter().map(|&i| (i, None)).collect()
+}
+
 fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -382,7 +387,7 @@ impl Link {
                 Ok(rsp) => self.on_answer(idx, &req, rsp).await,
                 Err(CallError::Exception(code)) if is_busy(code) => {
                     // Ask again next cycle; the points keep their last value, marked stale.
-                    self.report_points(idx, &req.points, None, Quality::Stale)
+                    self.report_points(idx, &none(&req.points), Quality::Stale)
                         .await;
                 }
                 Err(CallError::Exception(code)) if req.points.len() > 1 => {
@@ -483,7 +488,7 @@ impl Link {
             dev.counters.set_state(DeviceState::Offline);
             dev.due = now + Duration::from_millis(dev.cfg.probe_interval_ms);
             let failures = dev.failures;
-            self.report_points(idx, &all, None, Quality::CommError)
+            self.report_points(idx, &none(&all), Quality::CommError)
                 .await;
             self.event(
                 "device_offline",
@@ -498,7 +503,7 @@ impl Link {
             let delay = dev.backoff.next_delay().max(dev.interval());
             dev.due = now + delay;
             dev.counters.set_state(DeviceState::Backoff);
-            self.report_points(idx, &all, None, Quality::Stale).await;
+            self.report_points(idx, &none(&all), Quality::Stale).await;
         }
     }
 
@@ -523,31 +528,32 @@ impl Link {
             };
             values.push((i, v));
         }
+        let mut numbers = Vec::with_capacity(values.len());
         for (i, v) in values {
             match v {
                 Some(Value::Number(x)) => {
                     if let Some(ps) = self.devices.get_mut(idx).and_then(|d| d.points.get_mut(i)) {
                         ps.in_error = false;
                     }
-                    self.report_points(idx, &[i], Some(x), Quality::Good).await;
+                    numbers.push((i, Some(x)));
                 }
                 Some(Value::Text(t)) => self.report_text(idx, i, t).await,
                 None => {}
             }
         }
+        self.report_points(idx, &numbers, Quality::Good).await;
     }
 
-    /// Reports points: with `value`, a fresh value of the given quality (turned into
+    /// Reports points, all stamped with one time: with a value, a fresh value of the given quality (turned into
     /// `out_of_range` when outside min/max); without, the last good value with `quality`.
     async fn report_points(
         &mut self,
         idx: usize,
-        points: &[usize],
-        value: Option<f64>,
+        points: &[(usize, Option<f64>)],
         quality: Quality,
     ) {
         let time = now_epoch();
-        for &i in points {
+        for &(i, value) in points {
             let Some(dev) = self.devices.get_mut(idx) else {
                 return;
             };
@@ -642,7 +648,7 @@ impl Link {
             )
             .await;
         }
-        self.report_points(idx, points, None, Quality::CommError)
+        self.report_points(idx, &none(points), Quality::CommError)
             .await;
     }
 
