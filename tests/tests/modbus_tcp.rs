@@ -301,3 +301,24 @@ async fn invalid_config_is_refused_with_key_paths() {
     let e = modbus::spawn(vec![d], rt, et).unwrap_err();
     assert_eq!(e.0[0].path, "sources.modbus[0].points[0].len");
 }
+
+#[tokio::test]
+async fn dropping_the_handle_stops_polling() {
+    let b = bank();
+    let sim = TcpSim::start(SimService::single(b.clone())).await;
+    let mut d = fast_device("drop-1", sim.addr);
+    d.points = vec![hr("level", 0)];
+    let (rt, et, mut c) = Collector::new(1000);
+    let h = modbus::spawn(vec![d], rt, et).unwrap();
+    c.reading_where(WAIT, |_| true).await;
+    drop(h);
+    // Give an aborted task a moment to unwind, then no request may arrive any more.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served = b.lock().unwrap().requests;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.lock().unwrap().requests, served, "polling went on");
+    // The readings channel is closed once the link task is gone.
+    let closed = tokio::time::timeout(WAIT, async { while c.readings.recv().await.is_some() {} })
+        .await;
+    assert!(closed.is_ok());
+}

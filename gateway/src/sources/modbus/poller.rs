@@ -390,10 +390,11 @@ impl Link {
                     self.report_points(idx, &none(&req.points), Quality::Stale)
                         .await;
                 }
-                Err(CallError::Exception(code)) if req.points.len() > 1 => {
-                    // A merged request may span addresses the device refuses: read its
-                    // points one by one from now on.
-                    let _ = code;
+                Err(CallError::Exception(
+                    ExceptionCode::IllegalDataAddress | ExceptionCode::IllegalDataValue,
+                )) if req.points.len() > 1 => {
+                    // A merged request may span addresses the device refuses (02), or be
+                    // longer than it accepts (03): read its points one by one from now on.
                     self.split_request(idx, r);
                     continue;
                 }
