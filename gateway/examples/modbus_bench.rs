@@ -9,7 +9,9 @@
 //! Phase 2 (throughput): a short poll interval that the gateway cannot keep; points/s and
 //! requests/s achieved, CPU.
 //!
-//! `cargo run --release -p citygate --example modbus_bench -- [devices] [points] [seconds]`
+//! `cargo run --release -p citygate --example modbus_bench -- [devices] [points] [seconds] [workers]`
+//! (defaults 100 100 10 1: one tokio worker thread, so the gateway side uses at most about
+//! one core).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -17,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use citygate::sources::modbus::config::{DataType, DeviceConfig, PointConfig, RegisterType};
+use citygate::sources::modbus::stats::LATENESS_BUCKETS;
 use citygate::sources::modbus::{self};
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
     let devices: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100);
     let points: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
     let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let workers: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(1);
 
     let mut child = Command::new(std::env::current_exe()?)
         .arg("sim")
@@ -54,11 +58,13 @@ fn main() -> anyhow::Result<()> {
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        println!("# {devices} devices x {points} points, Modbus TCP on loopback");
+        println!(
+            "# {devices} devices x {points} points, Modbus TCP on loopback, {workers} tokio worker(s)"
+        );
         let p1 = phase(&ports, points, 100, seconds).await?;
         p1.print("phase 1: poll interval 100 ms");
         let p2 = phase(&ports, points, 10, seconds).await?;
@@ -83,6 +89,8 @@ struct PhaseResult {
     jitter_p50_ms: f64,
     jitter_p99_ms: f64,
     jitter_max_ms: f64,
+    late_p50_ms: Option<f64>,
+    late_p99_ms: Option<f64>,
 }
 
 impl PhaseResult {
@@ -103,6 +111,10 @@ impl PhaseResult {
         println!(
             "poll-period jitter: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
             self.jitter_p50_ms, self.jitter_p99_ms, self.jitter_max_ms
+        );
+        println!(
+            "poll-start lateness vs schedule: p50 < {:?} ms  p99 < {:?} ms",
+            self.late_p50_ms, self.late_p99_ms
         );
     }
 }
@@ -181,7 +193,15 @@ async fn phase(
         let i = ((jitter.len() - 1) as f64 * q).round() as usize;
         jitter.get(i).copied().unwrap_or(f64::NAN)
     };
+    let mut late = [0u64; LATENESS_BUCKETS];
+    for (a, b) in stats1.iter().zip(&stats0) {
+        for (k, slot) in late.iter_mut().enumerate() {
+            *slot += a.lateness_500us[k] - b.lateness_500us[k];
+        }
+    }
     Ok(PhaseResult {
+        late_p50_ms: modbus::DeviceStats::lateness_quantile_ms(&late, 0.5),
+        late_p99_ms: modbus::DeviceStats::lateness_quantile_ms(&late, 0.99),
         seconds: elapsed,
         readings,
         requests: sum(&stats1, |s| s.requests) - sum(&stats0, |s| s.requests),

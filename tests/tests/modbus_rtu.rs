@@ -158,3 +158,39 @@ async fn a_late_rtu_reply_is_never_taken_as_the_next_answer() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn exceptions_over_rtu_are_classified_like_over_tcp() {
+    let pty = PtyPair::new().await;
+    let (b1, b2) = (bank(), bank());
+    b1.lock().unwrap().holding[0] = 3;
+    b1.lock().unwrap().behavior = Behavior::BusyFor(3);
+    b2.lock().unwrap().behavior = Behavior::Exception(2);
+    let _sim = start_rtu_sim(
+        &pty.b,
+        19200,
+        SimService::units([(1, b1.clone()), (2, b2.clone())]),
+    );
+    let mut d1 = rtu_device("busy-1", &pty.a, 1);
+    d1.points.truncate(1);
+    let mut d2 = rtu_device("bad-2", &pty.a, 2);
+    d2.points.truncate(1);
+    let (rt, et, mut c) = Collector::new(10_000);
+    let h = modbus::spawn(vec![d1, d2], rt, et).unwrap();
+    let e = c.event(WAIT, "point_error", "bad-2/level").await;
+    assert!(e.message.contains("exception 02"), "{}", e.message);
+    let r = c
+        .reading_where(WAIT, |r| r.sensor == "busy-1" && r.quality == Quality::Good)
+        .await;
+    assert_eq!(r.value, 3.0);
+    let s = h.stats();
+    assert_eq!(s[0].exceptions, 3, "{:?}", s[0]);
+    assert_eq!(s[0].failed_cycles, 0, "{:?}", s[0]);
+    assert_eq!(
+        s[1].failed_cycles, 0,
+        "an exception is an answer: {:?}",
+        s[1]
+    );
+    assert_eq!(s[1].state, DeviceState::Online);
+    h.shutdown().await;
+}

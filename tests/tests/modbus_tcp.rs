@@ -318,7 +318,7 @@ async fn dropping_the_handle_stops_polling() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.lock().unwrap().requests, served, "polling went on");
     // The readings channel is closed once the link task is gone.
-    let closed = tokio::time::timeout(WAIT, async { while c.readings.recv().await.is_some() {} })
-        .await;
+    let closed =
+        tokio::time::timeout(WAIT, async { while c.readings.recv().await.is_some() {} }).await;
     assert!(closed.is_ok());
 }

@@ -368,6 +368,8 @@ impl Link {
             return;
         };
         inc(&dev.counters.cycles);
+        dev.counters
+            .record_lateness(Instant::now().saturating_duration_since(due));
         let offline = dev.counters.state() == DeviceState::Offline;
         let healthy = dev.failures == 0;
         let retries = if healthy { dev.cfg.retries } else { 0 };

@@ -68,6 +68,32 @@ pub struct DeviceStats {
     pub readings: u64,
     /// Poll cycles that started more than one poll interval late (skipped ahead).
     pub overruns: u64,
+    /// How late poll cycles started against their schedule: bucket `k` counts starts
+    /// `k × 0.5 ms` to `(k + 1) × 0.5 ms` late; the last bucket everything from 15.5 ms on.
+    pub lateness_500us: [u64; LATENESS_BUCKETS],
+}
+
+/// Buckets of [`DeviceStats::lateness_500us`].
+pub const LATENESS_BUCKETS: usize = 32;
+
+impl DeviceStats {
+    /// The lateness (ms, bucket upper bound) below which a fraction `q` of poll starts fall,
+    /// over a histogram (e.g. the difference of two snapshots, summed over devices).
+    pub fn lateness_quantile_ms(hist: &[u64; LATENESS_BUCKETS], q: f64) -> Option<f64> {
+        let total: u64 = hist.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (total as f64 * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (k, n) in hist.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some((k as f64 + 1.0) * 0.5);
+            }
+        }
+        None
+    }
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +109,7 @@ pub(crate) struct Counters {
     pub(crate) failed_cycles: AtomicU64,
     pub(crate) readings: AtomicU64,
     pub(crate) overruns: AtomicU64,
+    lateness: [AtomicU64; LATENESS_BUCKETS],
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -90,6 +117,15 @@ pub(crate) fn inc(c: &AtomicU64) {
 }
 
 impl Counters {
+    pub(crate) fn record_lateness(&self, late: std::time::Duration) {
+        let k = usize::try_from(late.as_micros() / 500)
+            .unwrap_or(usize::MAX)
+            .min(LATENESS_BUCKETS - 1);
+        if let Some(b) = self.lateness.get(k) {
+            inc(b);
+        }
+    }
+
     pub(crate) fn set_state(&self, s: DeviceState) {
         self.state.store(s.to_u8(), Ordering::Relaxed);
     }
@@ -113,6 +149,39 @@ impl Counters {
             failed_cycles: l(&self.failed_cycles),
             readings: l(&self.readings),
             overruns: l(&self.overruns),
+            lateness_500us: std::array::from_fn(|k| self.lateness.get(k).map(l).unwrap_or(0)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lateness_histogram_and_quantiles() {
+        let c = Counters::default();
+        for _ in 0..98 {
+            c.record_lateness(Duration::from_micros(200));
+        }
+        c.record_lateness(Duration::from_millis(3));
+        c.record_lateness(Duration::from_secs(5));
+        let s = c.snapshot("d");
+        assert_eq!(s.lateness_500us[0], 98);
+        assert_eq!(s.lateness_500us[6], 1);
+        assert_eq!(s.lateness_500us[LATENESS_BUCKETS - 1], 1);
+        assert_eq!(
+            DeviceStats::lateness_quantile_ms(&s.lateness_500us, 0.5),
+            Some(0.5)
+        );
+        assert_eq!(
+            DeviceStats::lateness_quantile_ms(&s.lateness_500us, 0.99),
+            Some(3.5)
+        );
+        assert_eq!(
+            DeviceStats::lateness_quantile_ms(&[0; LATENESS_BUCKETS], 0.5),
+            None
+        );
     }
 }
