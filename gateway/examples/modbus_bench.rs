@@ -16,6 +16,8 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use citygate::sources::modbus::config::{DataType, DeviceConfig, PointConfig, RegisterType};
@@ -147,41 +149,46 @@ async fn phase(
         .enumerate()
         .map(|(i, p)| device_config(i, *p, points, interval_ms))
         .collect();
-    let (rt, mut rr) = tokio::sync::mpsc::channel(10_000);
+    let (rt, mut rr) = tokio::sync::mpsc::channel::<citygate_protocols::Reading>(10_000);
     let (et, mut er) = tokio::sync::mpsc::channel(1000);
     let h = modbus::spawn(devices, rt, et).map_err(|e| anyhow::anyhow!("{e}"))?;
     tokio::spawn(async move { while er.recv().await.is_some() {} });
     let interval = interval_ms as f64 / 1000.0;
+    // The consumer: counts readings and measures the period of each device's cycles, from
+    // the time stamp of its first point. It only records while `recording` is set.
+    let recording = Arc::new(AtomicBool::new(false));
+    let flag = recording.clone();
+    let consumer = tokio::spawn(async move {
+        let mut readings = 0u64;
+        let mut last_cycle: HashMap<String, f64> = HashMap::new();
+        let mut jitter: Vec<f64> = Vec::new();
+        while let Some(r) = rr.recv().await {
+            if !flag.load(Ordering::Relaxed) {
+                last_cycle.clear();
+                continue;
+            }
+            readings += 1;
+            if r.quantity == "p0" {
+                if let Some(prev) = last_cycle.insert(r.sensor, r.time) {
+                    jitter.push(((r.time - prev) - interval).abs() * 1000.0);
+                }
+            }
+        }
+        (readings, jitter)
+    });
     // Warm up: connect and settle for a second.
-    let warm = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < warm {
-        let _ = tokio::time::timeout(Duration::from_millis(100), rr.recv()).await;
-    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let stats0 = h.stats();
     let cpu0 = cpu_seconds()?;
     let start = Instant::now();
-    let end = start + Duration::from_secs(seconds);
-    let mut readings = 0u64;
-    let mut last_cycle: HashMap<String, f64> = HashMap::new();
-    let mut jitter: Vec<f64> = Vec::new();
-    while Instant::now() < end {
-        match tokio::time::timeout(Duration::from_millis(100), rr.recv()).await {
-            Ok(Some(r)) => {
-                readings += 1;
-                if r.quantity == "p0" {
-                    if let Some(prev) = last_cycle.insert(r.sensor, r.time) {
-                        jitter.push(((r.time - prev) - interval).abs() * 1000.0);
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(_) => {}
-        }
-    }
+    recording.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    recording.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds()? - cpu0;
     let stats1 = h.stats();
     h.shutdown().await;
+    let (readings, mut jitter) = consumer.await?;
     let sum = |s: &[modbus::DeviceStats], f: fn(&modbus::DeviceStats) -> u64| -> u64 {
         s.iter().map(f).sum()
     };
