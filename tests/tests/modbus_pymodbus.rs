@@ -101,6 +101,7 @@ async fn reads_two_pymodbus_rtu_slaves_and_reports_a_missing_one() {
         parity: Parity::None,
         data_bits: 8,
         stop_bits: 1,
+        guard_ms: None,
     };
     let dev = |name: &str, unit: u8| {
         let mut d = DeviceConfig::rtu(name, rtu.clone(), unit);

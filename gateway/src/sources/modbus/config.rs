@@ -104,6 +104,12 @@ pub struct RtuConfig {
     /// 1 or 2.
     #[serde(default = "default_stop_bits")]
     pub stop_bits: u8,
+    /// After a failed exchange (timeout, garbage), the line must stay silent this long before
+    /// the next frame; anything arriving meanwhile (a late reply) is discarded, so it is never
+    /// taken as the answer to the next request. Default: half the failed device's timeout.
+    /// A dead slave costs its bus neighbours its timeout plus this guard per attempt.
+    #[serde(default)]
+    pub guard_ms: Option<u64>,
 }
 
 impl RtuConfig {
@@ -659,6 +665,13 @@ pub fn validate(devices: &[DeviceConfig], prefix: &str) -> Result<(), ConfigErro
                 if !(1..=2).contains(&r.stop_bits) {
                     err(&mut errors, format!("{p}.rtu.stop_bits"), "must be 1 or 2");
                 }
+                if r.guard_ms.is_some_and(|g| g > 60_000) {
+                    err(
+                        &mut errors,
+                        format!("{p}.rtu.guard_ms"),
+                        "must be at most 60000",
+                    );
+                }
                 if d.unit_id == 0 || d.unit_id > 247 {
                     err(
                         &mut errors,
@@ -1008,6 +1021,7 @@ len = 12
             parity: Parity::None,
             data_bits: 8,
             stop_bits: 1,
+            guard_ms: None,
         };
         let pt = PointConfig::new("x", RegisterType::HoldingRegister, 0);
         let mut a = DeviceConfig::rtu("a", r.clone(), 1);
@@ -1058,6 +1072,7 @@ len = 12
             parity: Parity::None,
             data_bits: 8,
             stop_bits: 1,
+            guard_ms: None,
         };
         // 10 bits per char, 3.5 chars at 9600 baud = 3646 us (rounded up).
         assert_eq!(

@@ -6,8 +6,9 @@
 //! transport error or an answer that does not match the request (transaction id, unit id,
 //! function, length), the connection is dropped and reopened, so a late reply is never taken
 //! as the answer to the next request. On a serial bus, where answers carry no transaction id,
-//! the reopened port is moreover drained until the line has been silent for half the failed
-//! device's timeout (a late reply up to 1.5 timeouts old is discarded, not misread). The
+//! the reopened port is moreover drained until the line has been silent for a guard time
+//! (`rtu.guard_ms`, default half the failed device's timeout), so a late reply is discarded,
+//! not misread. The
 //! inter-frame silence (3.5 character times) is kept between frames, and a failing slave gets no immediate retries and is polled
 //! no more often than its poll interval, so it costs its bus neighbours at most one timeout
 //! per cycle.
@@ -355,8 +356,11 @@ impl Link {
             }
             if e.is_link_failure() {
                 self.drop_connection();
-                if matches!(self.transport, Transport::Rtu(_)) {
-                    self.quarantine = Some(limit / 2);
+                if let Transport::Rtu(r) = &self.transport {
+                    self.quarantine = Some(match r.guard_ms {
+                        Some(ms) => Duration::from_millis(ms),
+                        None => limit / 2,
+                    });
                 }
             }
         }
