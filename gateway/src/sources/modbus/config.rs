@@ -395,6 +395,9 @@ pub fn parse_modicon(text: &str, register: RegisterType) -> Result<u16, String> 
     u16::try_from(number - 1).map_err(|_| bad())
 }
 
+/// Upper bound of the period settings: one day.
+const DAY_MS: u64 = 86_400_000;
+
 const fn default_unit_id() -> u8 {
     1
 }
@@ -705,6 +708,20 @@ pub fn validate(devices: &[DeviceConfig], prefix: &str) -> Result<(), ConfigErro
                 }
             }
         }
+        for (key, v, max) in [
+            ("poll_interval_ms", d.poll_interval_ms, DAY_MS),
+            ("timeout_ms", d.timeout_ms, 600_000),
+            ("probe_interval_ms", d.probe_interval_ms, DAY_MS),
+            ("backoff_max_ms", d.backoff_max_ms, DAY_MS),
+        ] {
+            if v > max {
+                err(
+                    &mut errors,
+                    format!("{p}.{key}"),
+                    format!("must be at most {max}"),
+                );
+            }
+        }
         if d.poll_interval_ms == 0 {
             err(
                 &mut errors,
@@ -972,6 +989,7 @@ len = 12
         devices[1].points[0].address = AddressSpec::Text("40101".into());
         devices[1].points[1].len = None;
         devices[0].tcp = Some("nohost".into());
+        devices[0].poll_interval_ms = u64::MAX;
         let e = validate(&devices, "sources.modbus").unwrap_err().0;
         let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
         assert!(
@@ -980,7 +998,11 @@ len = 12
         );
         assert!(paths.contains(&"sources.modbus[1].points[1].len"), "{e:?}");
         assert!(paths.contains(&"sources.modbus[0].tcp"), "{e:?}");
-        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            paths.contains(&"sources.modbus[0].poll_interval_ms"),
+            "{e:?}"
+        );
+        assert_eq!(e.len(), 4, "{e:?}");
     }
 
     #[test]
