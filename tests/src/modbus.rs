@@ -610,3 +610,77 @@ impl Collector {
         (r, e)
     }
 }
+
+/// CRC-16/MODBUS of `data`, as sent on the wire (low byte first).
+pub fn crc16(data: &[u8]) -> [u8; 2] {
+    let mut crc: u16 = 0xFFFF;
+    for b in data {
+        crc ^= u16::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc.to_le_bytes()
+}
+
+/// A hand-written RTU slave on `path` answering FC 03 for `unit` from `bank`, breaking its
+/// answers as `script` says (`WrongTransactionId` stands for "answer as another slave").
+pub fn start_raw_rtu_sim(
+    path: &Path,
+    unit: u8,
+    bank: SharedBank,
+    script: Vec<RawReply>,
+    served: Arc<AtomicU64>,
+) -> JoinHandle<()> {
+    let builder = tokio_serial::new(path.to_string_lossy(), 19200);
+    let mut serial = tokio_serial::SerialStream::open(&builder).expect("open pty");
+    tokio::spawn(async move {
+        let mut req = [0u8; 8];
+        loop {
+            if serial.read_exact(&mut req).await.is_err() {
+                return;
+            }
+            if req[0] != unit || req[1] != 3 || crc16(&req[..6]) != [req[6], req[7]] {
+                continue;
+            }
+            let addr = u16::from_be_bytes([req[2], req[3]]);
+            let cnt = u16::from_be_bytes([req[4], req[5]]);
+            let n = served.fetch_add(1, Ordering::SeqCst) as usize;
+            let mode = script.get(n).copied().unwrap_or(RawReply::Normal);
+            let words = bank
+                .lock()
+                .ok()
+                .and_then(|b| range(&b.holding, addr, cnt).ok())
+                .unwrap_or_default();
+            let slave = if mode == RawReply::WrongTransactionId {
+                unit.wrapping_add(1)
+            } else {
+                unit
+            };
+            let mut frame = vec![slave, 3, (words.len() * 2) as u8];
+            if mode == RawReply::WrongLength {
+                frame[2] += 2;
+            }
+            for w in &words {
+                frame.extend_from_slice(&w.to_be_bytes());
+            }
+            if mode == RawReply::WrongLength {
+                frame.extend_from_slice(&[0, 0]);
+            }
+            let crc = crc16(&frame);
+            frame.extend_from_slice(&crc);
+            let out: Vec<u8> = match mode {
+                RawReply::Garbage => b"\xde\xad\xbe\xef garbage \x00\x01\x02".to_vec(),
+                RawReply::Truncated => frame.get(..frame.len() / 2).unwrap_or_default().to_vec(),
+                _ => frame,
+            };
+            if serial.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    })
+}

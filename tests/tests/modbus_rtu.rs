@@ -200,3 +200,44 @@ async fn exceptions_over_rtu_are_classified_like_over_tcp() {
     assert_eq!(s[1].state, DeviceState::Online);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn garbage_truncated_and_foreign_rtu_frames_are_recovered_from() {
+    use citygate_tests::modbus::{start_raw_rtu_sim, RawReply};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let pty = PtyPair::new().await;
+    let b = bank();
+    b.lock().unwrap().holding[0] = 500;
+    b.lock().unwrap().holding[1] = 501;
+    let served = Arc::new(AtomicU64::new(0));
+    let script = vec![
+        RawReply::Garbage,
+        RawReply::Truncated,
+        RawReply::WrongTransactionId,
+        RawReply::WrongLength,
+        RawReply::Garbage,
+    ];
+    let _sim = start_raw_rtu_sim(&pty.b, 4, b.clone(), script, served.clone());
+    let mut d = rtu_device("raw-4", &pty.a, 4);
+    d.points = vec![
+        PointConfig::new("a", RegisterType::HoldingRegister, 0),
+        PointConfig::new("b", RegisterType::HoldingRegister, 1),
+    ];
+    d.offline_after = 100;
+    let (rt, et, mut c) = Collector::new(10_000);
+    let h = modbus::spawn(vec![d], rt, et).unwrap();
+    let mut good = 0;
+    while good < 10 {
+        let r = c.reading_where(WAIT, |r| r.quality == Quality::Good).await;
+        let want = if r.quantity == "a" { 500.0 } else { 501.0 };
+        assert_eq!(r.value, want, "{r:?}");
+        good += 1;
+    }
+    assert!(served.load(Ordering::SeqCst) >= 6);
+    let s = h.device_stats("raw-4").unwrap();
+    assert!(s.errors >= 5, "every broken answer counted: {s:?}");
+    assert_eq!(s.state, DeviceState::Online);
+    h.shutdown().await;
+}
