@@ -629,20 +629,28 @@ pub fn crc16(data: &[u8]) -> [u8; 2] {
 
 /// A hand-written RTU slave on `path` answering FC 03 for `unit` from `bank`, breaking its
 /// answers as `script` says (`WrongTransactionId` stands for "answer as another slave").
+/// Also records, for each request, the silence since its previous answer was sent.
 pub fn start_raw_rtu_sim(
     path: &Path,
     unit: u8,
     bank: SharedBank,
     script: Vec<RawReply>,
-    served: Arc<AtomicU64>,
-) -> JoinHandle<()> {
+) -> RawRtuSim {
     let builder = tokio_serial::new(path.to_string_lossy(), 19200);
     let mut serial = tokio_serial::SerialStream::open(&builder).expect("open pty");
-    tokio::spawn(async move {
+    let served = Arc::new(AtomicU64::new(0));
+    let gaps = Arc::new(Mutex::new(Vec::new()));
+    let (served2, gaps2) = (served.clone(), gaps.clone());
+    let task = tokio::spawn(async move {
+        let (served, gaps) = (served2, gaps2);
         let mut req = [0u8; 8];
+        let mut last_answer: Option<std::time::Instant> = None;
         loop {
             if serial.read_exact(&mut req).await.is_err() {
                 return;
+            }
+            if let (Some(t), Ok(mut g)) = (last_answer, gaps.lock()) {
+                g.push(t.elapsed());
             }
             if req[0] != unit || req[1] != 3 || crc16(&req[..6]) != [req[6], req[7]] {
                 continue;
@@ -681,6 +689,24 @@ pub fn start_raw_rtu_sim(
             if serial.write_all(&out).await.is_err() {
                 return;
             }
+            let _ = serial.flush().await;
+            last_answer = Some(std::time::Instant::now());
         }
-    })
+    });
+    RawRtuSim { served, gaps, task }
+}
+
+/// A running [`start_raw_rtu_sim`].
+pub struct RawRtuSim {
+    /// Requests answered (or broken).
+    pub served: Arc<AtomicU64>,
+    /// Silence on the line before each request, measured from the previous answer.
+    pub gaps: Arc<Mutex<Vec<Duration>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for RawRtuSim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

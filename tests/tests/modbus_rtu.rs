@@ -204,14 +204,12 @@ async fn exceptions_over_rtu_are_classified_like_over_tcp() {
 #[tokio::test]
 async fn garbage_truncated_and_foreign_rtu_frames_are_recovered_from() {
     use citygate_tests::modbus::{start_raw_rtu_sim, RawReply};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
     let pty = PtyPair::new().await;
     let b = bank();
     b.lock().unwrap().holding[0] = 500;
     b.lock().unwrap().holding[1] = 501;
-    let served = Arc::new(AtomicU64::new(0));
     let script = vec![
         RawReply::Garbage,
         RawReply::Truncated,
@@ -219,7 +217,7 @@ async fn garbage_truncated_and_foreign_rtu_frames_are_recovered_from() {
         RawReply::WrongLength,
         RawReply::Garbage,
     ];
-    let _sim = start_raw_rtu_sim(&pty.b, 4, b.clone(), script, served.clone());
+    let sim = start_raw_rtu_sim(&pty.b, 4, b.clone(), script);
     let mut d = rtu_device("raw-4", &pty.a, 4);
     d.points = vec![
         PointConfig::new("a", RegisterType::HoldingRegister, 0),
@@ -235,9 +233,42 @@ async fn garbage_truncated_and_foreign_rtu_frames_are_recovered_from() {
         assert_eq!(r.value, want, "{r:?}");
         good += 1;
     }
-    assert!(served.load(Ordering::SeqCst) >= 6);
+    assert!(sim.served.load(Ordering::SeqCst) >= 6);
     let s = h.device_stats("raw-4").unwrap();
     assert!(s.errors >= 5, "every broken answer counted: {s:?}");
     assert_eq!(s.state, DeviceState::Online);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_inter_frame_silence_is_kept() {
+    use citygate_tests::modbus::start_raw_rtu_sim;
+
+    let pty = PtyPair::new().await;
+    let b = bank();
+    // At 1200 baud, 8N1 (10 bits a character), 3.5 characters last 29.2 ms. A pty has no
+    // baud rate of its own, so any silence seen on the far end is the gateway's.
+    let sim = start_raw_rtu_sim(&pty.b, 5, b.clone(), Vec::new());
+    let mut d = rtu_device("slow-5", &pty.a, 5);
+    if let Some(r) = d.rtu.as_mut() {
+        r.baud = 1200;
+    }
+    d.timeout_ms = 1000;
+    d.max_gap = 0;
+    d.max_registers_per_request = 1;
+    d.points = (0..4)
+        .map(|a| PointConfig::new(format!("p{a}"), RegisterType::HoldingRegister, a))
+        .collect();
+    let (rt, et, _c) = Collector::new(10_000);
+    let h = modbus::spawn(vec![d], rt, et).unwrap();
+    while sim.gaps.lock().unwrap().len() < 12 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gaps = sim.gaps.lock().unwrap().clone();
+    let min = gaps.iter().min().copied().unwrap();
+    assert!(
+        min >= Duration::from_micros(29_000),
+        "a frame followed the previous one after only {min:?}: {gaps:?}"
+    );
     h.shutdown().await;
 }
