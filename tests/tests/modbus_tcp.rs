@@ -322,3 +322,29 @@ async fn dropping_the_handle_stops_polling() {
         tokio::time::timeout(WAIT, async { while c.readings.recv().await.is_some() {} }).await;
     assert!(closed.is_ok());
 }
+
+#[tokio::test]
+async fn units_behind_one_tcp_address_share_a_connection() {
+    let (b1, b2) = (bank(), bank());
+    b1.lock().unwrap().holding[0] = 1;
+    b2.lock().unwrap().holding[0] = 2;
+    let sim = TcpSim::start(SimService::units([(1, b1), (2, b2)])).await;
+    let mut d1 = fast_device("gw-u1", sim.addr);
+    d1.points = vec![hr("level", 0)];
+    let mut d2 = d1.clone();
+    d2.name = "gw-u2".into();
+    d2.unit_id = 2;
+    let (rt, et, mut c) = Collector::new(1000);
+    let h = modbus::spawn(vec![d1, d2], rt, et).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    while seen.len() < 2 || h.stats().iter().any(|s| s.cycles < 5) {
+        let r = c.reading_where(WAIT, |_| true).await;
+        assert_eq!(r.quality, Quality::Good, "{r:?}");
+        seen.insert(r.sensor.clone(), r.value);
+    }
+    assert_eq!(seen["gw-u1"], 1.0);
+    assert_eq!(seen["gw-u2"], 2.0);
+    let connects: u64 = h.stats().iter().map(|s| s.connects).sum();
+    assert_eq!(connects, 1, "{:?}", h.stats());
+    h.shutdown().await;
+}

@@ -33,7 +33,9 @@ pub const MAX_WRITE_COILS: u16 = 1968;
 pub struct DeviceConfig {
     /// Device name, unique across Modbus sources; the default sensor id of its points.
     pub name: String,
-    /// Modbus TCP: `host:port`, e.g. `10.1.2.3:502`. Exactly one of `tcp` and `rtu`.
+    /// Modbus TCP: `host:port`, e.g. `10.1.2.3:502`. Exactly one of `tcp` and `rtu`. Devices
+    /// with the same address (unit ids behind a TCP/RTU gateway) share one connection and
+    /// are polled in turn.
     #[serde(default)]
     pub tcp: Option<String>,
     /// Modbus RTU on a serial line. Devices naming the same `port` share that bus and are
@@ -624,6 +626,7 @@ pub fn validate(devices: &[DeviceConfig], prefix: &str) -> Result<(), ConfigErro
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut buses: HashMap<&str, (usize, &RtuConfig)> = HashMap::new();
     let mut bus_units: HashMap<(&str, u8), usize> = HashMap::new();
+    let mut tcp_units: HashMap<(&str, u8), usize> = HashMap::new();
     for (i, d) in devices.iter().enumerate() {
         let p = format!("{prefix}[{i}]");
         if d.name.is_empty() {
@@ -644,6 +647,16 @@ pub fn validate(devices: &[DeviceConfig], prefix: &str) -> Result<(), ConfigErro
                 "set `tcp = \"host:port\"` or an `rtu` table",
             ),
             (Some(addr), None) => {
+                if let Some(j) = tcp_units.insert((addr.as_str(), d.unit_id), i) {
+                    err(
+                        &mut errors,
+                        format!("{p}.unit_id"),
+                        format!(
+                            "unit id {} already used at {addr} by {prefix}[{j}]",
+                            d.unit_id
+                        ),
+                    );
+                }
                 let ok = addr
                     .rsplit_once(':')
                     .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());

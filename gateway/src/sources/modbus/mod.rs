@@ -7,8 +7,9 @@
 //! - `poller`: the link tasks (timeouts, reconnects, backoff, offline probing, RTU bus turns);
 //! - [`stats`]: per-device counters.
 //!
-//! One task runs per link: a TCP device has its own connection; all RTU devices on one
-//! serial port share one task and are polled in turn.
+//! One task runs per link: all RTU devices on one serial port share one task and are polled
+//! in turn; so do TCP devices with the same `host:port` (unit ids behind a Modbus TCP/RTU
+//! gateway), over one connection.
 
 pub mod codec;
 pub mod config;
@@ -103,7 +104,7 @@ pub fn spawn(
 ) -> Result<ModbusHandle, ConfigErrors> {
     config::validate(&devices, "sources.modbus")?;
     let (shutdown, shutdown_rx) = watch::channel(false);
-    // Group devices into links: one per TCP device, one per serial port.
+    // Group devices into links: one per TCP address, one per serial port.
     let mut links: Vec<(Transport, Vec<Device>)> = Vec::new();
     let mut by_port: HashMap<String, usize> = HashMap::new();
     let mut refs = HashMap::new();
@@ -112,17 +113,15 @@ pub fn spawn(
         let counters = Arc::new(Counters::default());
         let name = d.name.clone();
         let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let link = match (&d.tcp, &d.rtu) {
-            (Some(addr), _) => {
-                links.push((Transport::Tcp(addr.clone()), Vec::new()));
-                links.len() - 1
-            }
-            (None, Some(r)) => *by_port.entry(r.port.clone()).or_insert_with(|| {
-                links.push((Transport::Rtu(r.clone()), Vec::new()));
-                links.len() - 1
-            }),
+        let (key, transport) = match (&d.tcp, &d.rtu) {
+            (Some(addr), _) => (format!("tcp {addr}"), Transport::Tcp(addr.clone())),
+            (None, Some(r)) => (format!("rtu {}", r.port), Transport::Rtu(r.clone())),
             (None, None) => continue, // rejected by validate
         };
+        let link = *by_port.entry(key).or_insert_with(|| {
+            links.push((transport, Vec::new()));
+            links.len() - 1
+        });
         let Some((_, devs)) = links.get_mut(link) else {
             continue;
         };
