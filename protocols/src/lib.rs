@@ -12,6 +12,6 @@ pub mod unit;
 pub mod record;
 
 pub use quality::Quality;
+pub use unit::Unit;
 #[cfg(feature = "std")]
 pub use record::{Body, Class, Envelope, Event, Reading, Summary};
-pub use unit::Unit;

@@ -92,10 +92,7 @@ pub enum Body {
     Summary(Summary),
     Event(Event),
     /// A CAP 1.2 alert: the XML document and its JSON form.
-    Alert {
-        cap: String,
-        json: serde_json::Value,
-    },
+    Alert { cap: String, json: serde_json::Value },
 }
 
 impl Body {
