@@ -185,3 +185,23 @@ impl Served for citygate::sources::modbus::DeviceStats {
         self.requests > self.errors
     }
 }
+
+#[tokio::test]
+async fn a_gateway_that_cannot_reach_its_device_takes_the_device_offline() {
+    let b = bank();
+    b.lock().unwrap().holding[0] = 8;
+    let sim = TcpSim::start(SimService::single(b.clone())).await;
+    let mut d = fast_device("behind-gw", sim.addr);
+    d.points = vec![hr("level", 0)];
+    let (rt, et, mut c) = Collector::new(1000);
+    let h = modbus::spawn(vec![d], rt, et).unwrap();
+    c.reading_where(WAIT, |r| r.quality == Quality::Good).await;
+    b.lock().unwrap().behavior = Behavior::Exception(0x0B);
+    let e = c.event(WAIT, "device_offline", "behind-gw").await;
+    assert!(e.message.contains("exception 0B"), "{}", e.message);
+    let s = h.device_stats("behind-gw").unwrap();
+    assert_eq!(s.connects, 1, "the connection itself is fine: {s:?}");
+    b.lock().unwrap().behavior = Behavior::Normal;
+    c.event(WAIT, "device_online", "behind-gw").await;
+    h.shutdown().await;
+}

@@ -74,7 +74,10 @@ impl CallError {
     }
 }
 
-/// Exception codes 05 (acknowledge) and 06 (server busy) mean "ask again later".
+/// Exception codes 05 (acknowledge) and 06 (server busy) mean "ask again later"; 0A and 0B
+/// (gateway path unavailable, target device failed to respond) fail the device's cycle; the
+/// others (01 illegal function, 02 illegal address, 03 illegal value, 04 device failure, ...)
+/// are errors of the points of that request.
 fn is_busy(code: ExceptionCode) -> bool {
     matches!(
         code,
@@ -395,6 +398,16 @@ impl Link {
                     // Ask again next cycle; the points keep their last value, marked stale.
                     self.report_points(idx, &none(&req.points), Quality::Stale)
                         .await;
+                }
+                Err(
+                    e @ CallError::Exception(
+                        ExceptionCode::GatewayPathUnavailable | ExceptionCode::GatewayTargetDevice,
+                    ),
+                ) => {
+                    // 0A/0B: a TCP/RTU gateway cannot reach the device. The connection is
+                    // fine (kept), the device is not: a failed cycle.
+                    failure = Some(e);
+                    break;
                 }
                 Err(CallError::Exception(
                     ExceptionCode::IllegalDataAddress | ExceptionCode::IllegalDataValue,
