@@ -17,8 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-PYMODBUS=pymodbus==3.16.1
-if ! .venv/bin/python -c 'import pymodbus' 2>/dev/null; then
+PYMODBUS="pymodbus[serial]==3.16.1"
+if ! .venv/bin/python -c 'import pymodbus, serial' 2>/dev/null; then
   echo "tests/run.sh: creating .venv with $PYMODBUS"
   python3 -m venv .venv
   .venv/bin/pip install -q "$PYMODBUS"

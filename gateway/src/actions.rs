@@ -64,7 +64,7 @@ pub async fn run(
             Stats::inc(&stats.actions_out);
         }
     }
-    let _ = client.try_disconnect();
+    // Give queued publishes a moment to go out, then drop the connection.
     tokio::time::sleep(Duration::from_millis(100)).await;
     poller.abort();
 }

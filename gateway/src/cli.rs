@@ -107,11 +107,20 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             cfg.gateway.data_dir = data_dir;
             cfg.broker = config::BrokerConfig::Embedded { listen };
+            // The intersections' signal controllers and a flood station run the real firmware
+            // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.
+            let field = crate::sim::field::Field::start()
+                .await
+                .context("starting the virtual field devices")?;
+            cfg.sources.modbus = field.devices();
+            let problems = cfg.resolve_modbus_maps(std::path::Path::new("."));
+            anyhow::ensure!(problems.is_empty(), "demo devices: {problems:?}");
             let gw = run::start(cfg).await.context("starting the demo gateway")?;
             println!(
-                "citygate demo: embedded broker on {}, simulated sensors for {} intersections and a flood station; Ctrl-C stops",
+                "citygate demo: embedded broker on {}; {} intersections and a flood station as virtual Modbus devices ({}), MQTT detectors and a second flood station; Ctrl-C stops",
                 gw.local,
-                crate::sim::sensors::INTERSECTIONS.len()
+                crate::sim::sensors::INTERSECTIONS.len(),
+                field.intersections.iter().map(|d| d.addr.to_string()).collect::<Vec<_>>().join(", "),
             );
             let (stop_sim, sim_rx) = watch::channel(false);
             let sim = tokio::spawn(crate::sim::sensors::run(gw.local.clone(), sim_rx));

@@ -22,8 +22,10 @@ use crate::status::{Stats, StatusFile};
 use crate::uplink::{self, UplinkParams};
 use crate::{broker, sources};
 
-/// Readings buffered between ingest and rules.
+/// Readings buffered between the sources and the rules.
 pub const READINGS_CHANNEL: usize = 8192;
+/// Source events (a device offline, a point error) buffered on their way to the outbox.
+pub const EVENTS_CHANNEL: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -33,6 +35,8 @@ pub enum RunError {
     Url(#[from] UrlError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error("modbus: {0}")]
+    Modbus(String),
     #[error("hazard rules: {0}")]
     Hazard(String),
     #[error("data directory {path}: {source}")]
@@ -48,6 +52,8 @@ pub struct Gateway {
     pub uplink: BrokerUrl,
     pub stats: Arc<Stats>,
     pub outbox: Arc<Outbox>,
+    /// The Modbus field buses, for writes (signal control, alert actions).
+    pub modbus: Option<sources::modbus::ModbusHandle>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     ingest: JoinHandle<()>,
@@ -130,6 +136,15 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         Arc::clone(&stats),
     ));
 
+    let (events_tx, events_rx) = mpsc::channel(EVENTS_CHANNEL);
+    let modbus = if cfg.sources.modbus.is_empty() {
+        None
+    } else {
+        Some(
+            sources::modbus::spawn(cfg.sources.modbus.clone(), tx.clone(), events_tx)
+                .map_err(|e| RunError::Modbus(e.to_string()))?,
+        )
+    };
     let ingest = tokio::spawn(sources::mqtt::run(
         local.clone(),
         format!("citygate-{gw}-ingest"),
@@ -140,6 +155,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     ));
     let rules = tokio::spawn(rules_task(
         rx,
+        events_rx,
         Rules {
             summarizer: Summarizer::new(cfg.summaries.window_s),
             hazard,
@@ -170,6 +186,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         uplink: uplink_url,
         stats,
         outbox,
+        modbus,
         stop_ingest,
         stop_uplink,
         ingest,
@@ -185,6 +202,9 @@ impl Gateway {
     pub async fn shutdown(self) {
         let _ = self.stop_ingest.send(true);
         let _ = self.ingest.await;
+        if let Some(m) = self.modbus {
+            m.shutdown().await;
+        }
         let _ = self.rules.await;
         let _ = self.actions_task.await;
         let _ = self.stop_uplink.send(true);
@@ -289,7 +309,12 @@ impl Sinks {
     }
 }
 
-async fn rules_task(mut rx: mpsc::Receiver<Reading>, mut rules: Rules, sinks: Sinks) {
+async fn rules_task(
+    mut rx: mpsc::Receiver<Reading>,
+    mut events: mpsc::Receiver<Event>,
+    mut rules: Rules,
+    sinks: Sinks,
+) {
     let stats = &sinks.stats;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -297,6 +322,7 @@ async fn rules_task(mut rx: mpsc::Receiver<Reading>, mut rules: Rules, sinks: Si
         tokio::select! {
             r = rx.recv() => {
                 let Some(r) = r else { break };
+                Stats::inc(&stats.readings_in);
                 let now = epoch_now();
                 if let Some(h) = rules.hazard.as_mut() {
                     sinks.hazard(h.on_reading(&r, now), now);
@@ -307,6 +333,10 @@ async fn rules_task(mut rx: mpsc::Receiver<Reading>, mut rules: Rules, sinks: Si
                     Err(Skipped::Late) => Stats::inc(&stats.late),
                     Err(Skipped::Unusable) => Stats::inc(&stats.unusable),
                 }
+            }
+            Some(e) = events.recv() => {
+                tracing::info!("{}: {} ({})", e.kind, e.message, e.source);
+                sinks.event(e);
             }
             _ = tick.tick() => {
                 let now = epoch_now();

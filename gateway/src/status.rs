@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 /// Live counters of one gateway, shared by its tasks.
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Readings from every source that reached the rules.
     pub readings_in: AtomicU64,
     /// Payloads that could not be decoded (see the log for topic and reason).
     pub malformed: AtomicU64,

@@ -2,6 +2,8 @@
 //! the gateway as a process, an uplink collector that counts what arrives, and a publisher of
 //! field readings.
 
+pub mod modbus;
+
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -37,7 +37,8 @@ pub fn load_with_env(
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    let mut config = load_str_with_env(&text, &file, env)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut config = load_text(&text, &file, env, base)?;
     if config.gateway.data_dir.is_relative() {
         if let Some(dir) = path.parent() {
             config.gateway.data_dir = dir.join(&config.gateway.data_dir);
@@ -52,11 +53,22 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
     load_str_with_env(text, file_name, &|name| std::env::var(name).ok())
 }
 
-/// Like [`load_str`], with `env` standing in for the process environment.
+/// Like [`load_str`], with `env` standing in for the process environment. Relative Modbus
+/// `map_file`s are read from the current folder.
 pub fn load_str_with_env(
     text: &str,
     file_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    load_text(text, file_name, env, Path::new("."))
+}
+
+/// Loads `text`; `base` resolves relative paths inside the config (Modbus map files).
+fn load_text(
+    text: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base: &Path,
 ) -> Result<Config, ConfigErrors> {
     let located = |offset: Option<usize>, key_path: String, message: String| {
         let (line, column) = offset.map_or((1, 1), |o| line_col(text, o));
@@ -117,7 +129,7 @@ pub fn load_str_with_env(
     }
 
     // 3. Schema: unknown keys, types, missing keys, enum variants.
-    let config: Config = match toml::from_str(&substituted.text) {
+    let mut config: Config = match toml::from_str(&substituted.text) {
         Ok(c) => c,
         Err(e) => {
             let span = e
@@ -143,9 +155,12 @@ pub fn load_str_with_env(
         }
     };
 
-    // 4. Semantics.
-    let mut errors: Vec<ConfigError> = config
-        .validate()
+    // 4. Shared Modbus register maps, then semantics.
+    let mut problems = config.resolve_modbus_maps(base);
+    if problems.is_empty() {
+        problems = config.validate();
+    }
+    let mut errors: Vec<ConfigError> = problems
         .into_iter()
         .map(|v| {
             let offset = index.position_of(&v.key_path);
@@ -166,7 +181,7 @@ pub fn load_str_with_env(
 pub fn check(path: &Path) -> (String, bool) {
     match load(path) {
         Ok(c) => {
-            let n = c.sources.mqtt.len();
+            let n = c.sources.mqtt.len() + c.sources.modbus.len();
             (
                 format!(
                     "OK: {} (gateway {}, {n} source{})",

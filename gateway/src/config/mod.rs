@@ -91,6 +91,12 @@ pub struct SourcesConfig {
     /// `[[sources.mqtt]]`: topic subscriptions on the local broker.
     #[serde(default)]
     pub mqtt: Vec<MqttSourceConfig>,
+    /// `[[sources.modbus]]`: Modbus TCP and RTU devices (see `sources::modbus::config`).
+    #[serde(default)]
+    pub modbus: Vec<crate::sources::modbus::config::DeviceConfig>,
+    /// `[[sources.modbus_maps]]`: register maps shared by many devices.
+    #[serde(default)]
+    pub modbus_maps: Vec<crate::sources::modbus::config::RegisterMapConfig>,
 }
 
 /// One `[[sources.mqtt]]` subscription.

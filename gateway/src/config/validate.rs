@@ -256,6 +256,27 @@ impl Report {
 }
 
 impl Config {
+    /// Replaces each Modbus device's `map` and `map_file` by the points they name; `base`
+    /// resolves relative map files. Returns the problems found.
+    pub fn resolve_modbus_maps(&mut self, base: &std::path::Path) -> Vec<ValidationError> {
+        use crate::sources::modbus::{builtin, config::resolve_maps};
+        // The built-in maps of citygate's own devices come after the configured ones, so that
+        // a configured map of the same name is reported as a duplicate.
+        let mut maps = self.sources.modbus_maps.clone();
+        maps.extend(builtin::maps());
+        match resolve_maps(&self.sources.modbus, &maps, base) {
+            Ok(devices) => {
+                self.sources.modbus = devices;
+                Vec::new()
+            }
+            Err(e) => {
+                e.0.into_iter()
+                    .map(|e| ValidationError::new(e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
     /// Semantic checks beyond what the schema's types enforce. Returns every problem found, each
     /// with its key path; an empty list means the configuration is usable.
     pub fn validate(&self) -> Vec<ValidationError> {
@@ -266,6 +287,13 @@ impl Config {
         self.validate_summaries(&mut r);
         self.validate_outbox(&mut r);
         self.validate_uplink(&mut r);
+        if let Err(e) =
+            crate::sources::modbus::config::validate(&self.sources.modbus, "sources.modbus")
+        {
+            for e in e.0 {
+                r.push(e.path, e.message);
+            }
+        }
         if let Some(h) = &self.hazard {
             if let Err(errors) = h.validate() {
                 for e in errors {

@@ -1,3 +1,4 @@
 //! Simulation: field devices the gateway can talk to without hardware.
+pub mod field;
 pub mod sensors;
 pub mod virtual_device;

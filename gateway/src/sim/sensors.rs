@@ -14,7 +14,9 @@ use crate::sources::mqtt::epoch_now;
 /// The simulated intersections and their detectors.
 pub const INTERSECTIONS: [&str; 3] = ["int-1", "int-2", "int-3"];
 pub const DETECTORS: [&str; 4] = ["det-n", "det-e", "det-s", "det-w"];
+/// The flood station on Modbus (the firmware's hazard node) and the one that publishes over MQTT.
 pub const FLOOD_STATION: &str = "flood-1";
+pub const MQTT_FLOOD_STATION: &str = "flood-2";
 
 /// Vehicles counted by one detector in one second at simulated second `t`: a demand wave
 /// over two minutes, heavier on the north and south approaches.

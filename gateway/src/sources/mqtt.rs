@@ -237,7 +237,6 @@ pub async fn run(
                 match router.decode(topic, &p.payload, epoch_now()) {
                     Ok(readings) => {
                         for r in readings {
-                            Stats::inc(&stats.readings_in);
                             if tx.send(r).await.is_err() {
                                 return;
                             }

@@ -1,0 +1,212 @@
+//! The Modbus source: polls Modbus TCP devices and RTU slaves on serial buses, emits
+//! [`Reading`]s with quality flags and status [`Event`]s, and performs verified writes.
+//!
+//! - [`config`]: device and register-map configuration and its validation;
+//! - [`codec`]: register contents ↔ values (byte/word order, types, scale);
+//! - [`plan`]: the read planner (fewest requests within protocol limits);
+//! - `poller`: the link tasks (timeouts, reconnects, backoff, offline probing, RTU bus turns);
+//! - [`stats`]: per-device counters.
+//!
+//! One task runs per link: all RTU devices on one serial port share one task and are polled
+//! in turn; so do TCP devices with the same `host:port` (unit ids behind a Modbus TCP/RTU
+//! gateway), over one connection.
+
+pub mod builtin;
+pub mod codec;
+pub mod config;
+pub mod plan;
+pub mod stats;
+
+mod poller;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use citygate_protocols::{Event, Reading};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, ConfigErrors, DeviceConfig, PointConfig, RegisterMapConfig};
+pub use stats::{DeviceState, DeviceStats};
+
+use poller::{Device, Link, Transport, WriteJob};
+use stats::Counters;
+
+/// A write to one device. Every write is read back and compared.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// FC 05.
+    Coil { address: u16, value: bool },
+    /// FC 15 (1–1968 coils).
+    Coils { address: u16, values: Vec<bool> },
+    /// FC 06.
+    Register { address: u16, value: u16 },
+    /// FC 16 (1–123 registers).
+    Registers { address: u16, values: Vec<u16> },
+    /// A configured coil or holding-register point, by name, in engineering units (the
+    /// point's type, order, scale and offset apply; coils: non-zero is on).
+    Point { name: String, value: f64 },
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("no Modbus device of that name")]
+    UnknownDevice,
+    #[error("the device has no point named \"{0}\"")]
+    UnknownPoint(String),
+    #[error("not writable: {0}")]
+    NotWritable(String),
+    #[error("{len} values to write; 1 to {max} allowed, within the address space")]
+    BadLength { len: usize, max: u16 },
+    #[error("the device did not answer in time")]
+    Timeout,
+    #[error("transport error: {0}")]
+    Transport(String),
+    #[error("the device answered with exception {0:02X}")]
+    Exception(u8),
+    #[error("read-back does not match: {0}")]
+    VerifyFailed(String),
+    #[error("the Modbus source has stopped")]
+    Closed,
+}
+
+struct DeviceRef {
+    link: usize,
+    index: usize,
+    counters: Arc<Counters>,
+}
+
+/// The running Modbus source. Dropping it stops every link task.
+pub struct ModbusHandle {
+    devices: HashMap<String, DeviceRef>,
+    order: Vec<String>,
+    writes: Vec<mpsc::Sender<WriteJob>>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ModbusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModbusHandle")
+            .field("devices", &self.order)
+            .field("links", &self.tasks.len())
+            .finish()
+    }
+}
+
+/// Validates `devices` (with maps already resolved, see [`config::resolve_maps`]) and starts
+/// one task per link on the current tokio runtime.
+pub fn spawn(
+    devices: Vec<DeviceConfig>,
+    readings: mpsc::Sender<Reading>,
+    events: mpsc::Sender<Event>,
+) -> Result<ModbusHandle, ConfigErrors> {
+    config::validate(&devices, "sources.modbus")?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // Group devices into links: one per TCP address, one per serial port.
+    let mut links: Vec<(Transport, Vec<Device>)> = Vec::new();
+    let mut by_port: HashMap<String, usize> = HashMap::new();
+    let mut refs = HashMap::new();
+    let mut order = Vec::new();
+    for (n, d) in devices.into_iter().enumerate() {
+        let counters = Arc::new(Counters::default());
+        let name = d.name.clone();
+        let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let (key, transport) = match (&d.tcp, &d.rtu) {
+            (Some(addr), _) => (format!("tcp {addr}"), Transport::Tcp(addr.clone())),
+            (None, Some(r)) => (format!("rtu {}", r.port), Transport::Rtu(r.clone())),
+            (None, None) => continue, // rejected by validate
+        };
+        let link = *by_port.entry(key).or_insert_with(|| {
+            links.push((transport, Vec::new()));
+            links.len() - 1
+        });
+        let Some((_, devs)) = links.get_mut(link) else {
+            continue;
+        };
+        let index = devs.len();
+        devs.push(Device::new(d, counters.clone(), seed));
+        refs.insert(
+            name.clone(),
+            DeviceRef {
+                link,
+                index,
+                counters,
+            },
+        );
+        order.push(name);
+    }
+    let mut writes = Vec::new();
+    let mut tasks = Vec::new();
+    for (transport, devs) in links {
+        let (tx, rx) = mpsc::channel(16);
+        writes.push(tx);
+        let link = Link::new(
+            transport,
+            devs,
+            readings.clone(),
+            events.clone(),
+            rx,
+            shutdown_rx.clone(),
+        );
+        tasks.push(tokio::spawn(link.run()));
+    }
+    Ok(ModbusHandle {
+        devices: refs,
+        order,
+        writes,
+        shutdown,
+        tasks,
+    })
+}
+
+impl ModbusHandle {
+    /// Writes to a device between its polls, then reads the range back and compares.
+    pub async fn write(&self, device: &str, write: Write) -> Result<(), WriteError> {
+        let d = self.devices.get(device).ok_or(WriteError::UnknownDevice)?;
+        let tx = self.writes.get(d.link).ok_or(WriteError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(WriteJob {
+            device: d.index,
+            write,
+            reply,
+        })
+        .await
+        .map_err(|_| WriteError::Closed)?;
+        rx.await.map_err(|_| WriteError::Closed)?
+    }
+
+    /// Counters of every device, in configuration order.
+    pub fn stats(&self) -> Vec<DeviceStats> {
+        self.order
+            .iter()
+            .filter_map(|n| self.devices.get(n).map(|d| d.counters.snapshot(n)))
+            .collect()
+    }
+
+    /// Counters of one device.
+    pub fn device_stats(&self, device: &str) -> Option<DeviceStats> {
+        self.devices
+            .get(device)
+            .map(|d| d.counters.snapshot(device))
+    }
+
+    /// Stops every link task and waits for them.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in std::mem::take(&mut self.tasks) {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for ModbusHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
