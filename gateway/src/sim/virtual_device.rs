@@ -113,6 +113,32 @@ impl<D: Device> VirtualDevice<D> {
         })
     }
 
+    /// Serves `device` as RTU unit `unit` on the serial line `path` (a real port or one end of
+    /// a pseudo-terminal pair), ticking it every `tick`. A frame ends after 3.5 characters of
+    /// silence at `baud`, as on an RS-485 line.
+    pub fn start_rtu(
+        path: &std::path::Path,
+        baud: u32,
+        unit: u8,
+        device: D,
+        tick: Duration,
+    ) -> std::io::Result<Self> {
+        let builder = tokio_serial::new(path.to_string_lossy(), baud);
+        let serial = tokio_serial::SerialStream::open(&builder).map_err(std::io::Error::other)?;
+        let shared = Arc::new(Mutex::new(Hosted {
+            slave: RtuSlave::new(unit),
+            device,
+        }));
+        let ticker = spawn_clock(Arc::clone(&shared), tick);
+        let line = tokio::spawn(serve_line(serial, baud, Arc::clone(&shared)));
+        Ok(VirtualDevice {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            unit,
+            shared,
+            tasks: vec![ticker, line],
+        })
+    }
+
     /// Runs `f` on the device (to read its state or drive its inputs).
     pub fn with<R>(&self, f: impl FnOnce(&mut D) -> R) -> R {
         f(&mut lock(&self.shared).device)
@@ -123,6 +149,71 @@ impl<D> Drop for VirtualDevice<D> {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+/// Ticks the device every `tick` with the milliseconds since it started.
+fn spawn_clock<D: Device>(
+    shared: Arc<Mutex<Hosted<D>>>,
+    tick: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(tick);
+        loop {
+            every.tick().await;
+            lock(&shared)
+                .device
+                .tick(started.elapsed().as_millis() as u64);
+        }
+    })
+}
+
+/// Reads RTU frames off a serial line (a frame ends after 3.5 characters of silence) and
+/// writes the slave's answers back.
+async fn serve_line<D: Device>(
+    mut serial: tokio_serial::SerialStream,
+    baud: u32,
+    shared: Arc<Mutex<Hosted<D>>>,
+) {
+    let silence = Duration::from_micros(u64::from(citygate_firmware::modbus::frame::t35_us(baud)));
+    let mut frame = Vec::with_capacity(256);
+    let mut buf = [0u8; 256];
+    loop {
+        let read = if frame.is_empty() {
+            serial.read(&mut buf).await.ok()
+        } else {
+            match tokio::time::timeout(silence, serial.read(&mut buf)).await {
+                Ok(r) => r.ok(),
+                Err(_) => {
+                    // Silence: the frame is complete.
+                    let mut resp = [0u8; 256];
+                    let answer = {
+                        let mut h = lock(&shared);
+                        let Hosted { slave, device } = &mut *h;
+                        slave.handle_frame(device.bank(), &frame, &mut resp)
+                    };
+                    frame.clear();
+                    if let Some(n) = answer {
+                        if serial.write_all(&resp[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            }
+        };
+        match read {
+            Some(0) | None => return,
+            Some(n) => {
+                if frame.len() + n > 256 {
+                    // Longer than any Modbus frame: line noise; start again.
+                    frame.clear();
+                } else {
+                    frame.extend_from_slice(&buf[..n]);
+                }
+            }
         }
     }
 }
