@@ -254,6 +254,7 @@ impl Sinks {
     }
 
     fn event(&self, e: Event) {
+        tracing::info!("event {} from {}: {}", e.kind, e.source, e.message);
         let kind = e.kind.clone();
         self.store(Topic::Event { kind }, Body::Event(e));
     }
@@ -334,10 +335,7 @@ async fn rules_task(
                     Err(Skipped::Unusable) => Stats::inc(&stats.unusable),
                 }
             }
-            Some(e) = events.recv() => {
-                tracing::info!("{}: {} ({})", e.kind, e.message, e.source);
-                sinks.event(e);
-            }
+            Some(e) = events.recv() => sinks.event(e),
             _ = tick.tick() => {
                 let now = epoch_now();
                 for s in rules.summarizer.tick(now) {

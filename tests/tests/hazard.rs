@@ -191,3 +191,47 @@ async fn a_flood_alert_jumps_the_queue_and_is_valid_cap() {
     assert_eq!(Alert::from_json(json).unwrap(), alert);
     gw.shutdown().await;
 }
+
+/// The demo's flood (config/citygate.toml and the simulator's water profile) plays the whole
+/// alert lifecycle: raised, escalated, de-escalated and cancelled.
+#[test]
+fn the_demo_flood_raises_escalates_and_cancels() {
+    use citygate::rules::hazard::{HazardEngine, HazardOutput, Lifecycle};
+    use citygate::sim::sensors::water_level;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/citygate.toml");
+    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut engine = HazardEngine::new(cfg.hazard.expect("the demo config has [hazard]")).unwrap();
+    let t0 = 1_700_000_000.0;
+    let mut lifecycle = Vec::new();
+    for s in 0..240u64 {
+        let now = t0 + s as f64;
+        let mut out = Vec::new();
+        for (sensor, offset) in [("flood-1", 0.02), ("flood-2", 0.0)] {
+            let r = citygate_protocols::Reading {
+                sensor: sensor.into(),
+                quantity: "water_level".into(),
+                value: water_level(s) + offset,
+                unit: Some(citygate_protocols::Unit::Metre),
+                time: now,
+                quality: citygate_protocols::Quality::Good,
+            };
+            out.extend(engine.on_reading(&r, now));
+        }
+        out.extend(engine.tick(now));
+        for o in out {
+            if let HazardOutput::Alert(a) = o {
+                lifecycle.push(a.lifecycle);
+            }
+        }
+    }
+    assert_eq!(
+        lifecycle,
+        vec![
+            Lifecycle::Raise,
+            Lifecycle::Escalate,
+            Lifecycle::DeEscalate,
+            Lifecycle::Cancel
+        ],
+        "{lifecycle:?}"
+    );
+}

@@ -93,7 +93,7 @@ pub async fn run(local: BrokerUrl, mut stop: watch::Receiver<bool>) {
         let level = serde_json::json!({"level": water_level(t), "ts": now}).to_string();
         let _ = client
             .publish(
-                format!("field/{FLOOD_STATION}/water"),
+                format!("field/{MQTT_FLOOD_STATION}/water"),
                 QoS::AtLeastOnce,
                 false,
                 level,
