@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use citygate_protocols::cap::{Alert, MsgType};
 use citygate_protocols::{Body, Envelope};
 use citygate_tests::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const GROUPS: usize = 200;
 
@@ -55,58 +54,28 @@ type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 async fn alert_listener(port: u16) -> Arrivals {
     let arrivals: Arrivals = Arc::default();
     let a = Arc::clone(&arrivals);
-    let mut o = MqttOptions::new("bench-alerts", "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20)
-        .set_keep_alive(Duration::from_secs(30));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (client, mut el) = AsyncClient::new(o, 64);
-            let mut tx = Some(tx);
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        client
-                            .try_subscribe("citygate/v1/bench-h/alert/#", QoS::AtLeastOnce)
-                            .unwrap();
+    subscribe_on_thread(
+        port,
+        "bench-alerts",
+        "citygate/v1/bench-h/alert/#",
+        move |_, payload| {
+            let at = Instant::now();
+            if let Ok(Envelope {
+                body: Body::Alert { cap, .. },
+                ..
+            }) = Envelope::from_json(payload)
+            {
+                if let Ok(alert) = Alert::from_xml(&cap) {
+                    if alert.msg_type == MsgType::Alert {
+                        // identifier: bench.<group>.<incident>.<n>
+                        let group = alert.identifier.split('.').nth(1).unwrap_or("").to_string();
+                        a.lock().unwrap().insert(group, at);
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(t) = tx.take() {
-                            let _ = t.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let at = Instant::now();
-                        if let Ok(Envelope {
-                            body: Body::Alert { cap, .. },
-                            ..
-                        }) = Envelope::from_json(&p.payload)
-                        {
-                            if let Ok(alert) = Alert::from_xml(&cap) {
-                                if alert.msg_type == MsgType::Alert {
-                                    // identifier: bench.<group>.<incident>.<n>
-                                    let group = alert
-                                        .identifier
-                                        .split('.')
-                                        .nth(1)
-                                        .unwrap_or("")
-                                        .to_string();
-                                    a.lock().unwrap().insert(group, at);
-                                }
-                            }
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
                 }
             }
-        });
-    });
-    rx.await.unwrap();
+        },
+    )
+    .await;
     arrivals
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use citygate_protocols::{Body, Envelope};
 use citygate_tests::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 const SENSORS: usize = 100;
 
@@ -26,50 +26,18 @@ async fn subscriber(port: u16, filter: &str, counter: Arc<AtomicU64>, summaries:
     } else {
         "bench-sub-reference"
     };
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_max_packet_size(1 << 20, 1 << 20)
-        .set_keep_alive(Duration::from_secs(30));
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let filter = filter.to_string();
-    // Each subscriber polls on a thread of its own, as the gateway's ingest does in its process.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (client, mut el) = AsyncClient::new(o, 64);
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        client
-                            .try_subscribe(filter.clone(), QoS::AtLeastOnce)
-                            .unwrap();
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if let Some(t) = tx.take() {
-                            let _ = t.send(());
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if !summaries {
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        } else if let Ok(Envelope {
-                            body: Body::Summary(s),
-                            ..
-                        }) = Envelope::from_json(&p.payload)
-                        {
-                            counter.fetch_add(s.count, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => return,
-                }
-            }
-        });
-    });
-    rx.await.unwrap();
+    subscribe_on_thread(port, id, filter, move |_, payload| {
+        if !summaries {
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else if let Ok(Envelope {
+            body: Body::Summary(s),
+            ..
+        }) = Envelope::from_json(payload)
+        {
+            counter.fetch_add(s.count, Ordering::Relaxed);
+        }
+    })
+    .await;
 }
 
 /// Publishes `n` readings on `prefix/<sensor>/value`, then one reading per sensor in a later

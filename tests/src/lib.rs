@@ -376,3 +376,49 @@ impl GatewayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Subscribes to `filter` on the broker at `port` from a thread of its own (so that its
+/// polling competes with nobody in this process) and calls `on_publish(topic, payload)` for
+/// every message. Returns once the subscription is acknowledged; the thread ends with the
+/// connection.
+pub async fn subscribe_on_thread(
+    port: u16,
+    client_id: &str,
+    filter: &str,
+    mut on_publish: impl FnMut(&str, &[u8]) + Send + 'static,
+) {
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20)
+        .set_keep_alive(Duration::from_secs(30));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let filter = filter.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let (client, mut el) = AsyncClient::new(o, 64);
+            let mut tx = Some(tx);
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(t) = tx.take() {
+                            let _ = t.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => on_publish(&p.topic, &p.payload),
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    });
+    tokio::time::timeout(Duration::from_secs(20), rx)
+        .await
+        .expect("no SUBACK within 20 s")
+        .expect("subscriber thread ended");
+}

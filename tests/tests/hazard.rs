@@ -11,7 +11,6 @@ use citygate::config;
 use citygate_protocols::cap::{Alert, MsgType};
 use citygate_protocols::{Body, Class};
 use citygate_tests::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const HAZARD: &str = r#"
 [hazard]
@@ -64,35 +63,13 @@ fn xmllint_ok(xml: &str) -> Result<(), String> {
 /// Records every publish on `filter` of the local broker.
 async fn watch_local(port: u16, filter: &str) -> Arc<Mutex<Vec<String>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut o = MqttOptions::new("siren-watch", "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut el) = AsyncClient::new(o, 16);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let mut tx = Some(tx);
-    let filter = filter.to_string();
     let s = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    s.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&p.payload).into_owned());
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    rx.await.unwrap();
+    subscribe_on_thread(port, "siren-watch", filter, move |_, payload| {
+        s.lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(payload).into_owned());
+    })
+    .await;
     seen
 }
 
