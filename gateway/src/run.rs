@@ -121,7 +121,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             RunError::Hazard(
                 errors
                     .iter()
-                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; "),
             )

@@ -299,7 +299,7 @@ async fn invalid_config_is_refused_with_key_paths() {
     p.len = None;
     d.points = vec![p];
     let e = modbus::spawn(vec![d], rt, et).unwrap_err();
-    assert_eq!(e.0[0].path, "sources.modbus[0].points[0].len");
+    assert_eq!(e.0[0].key_path, "sources.modbus[0].points[0].len");
 }
 
 #[tokio::test]

@@ -269,11 +269,7 @@ impl Config {
                 self.sources.modbus = devices;
                 Vec::new()
             }
-            Err(e) => {
-                e.0.into_iter()
-                    .map(|e| ValidationError::new(e.path, e.message))
-                    .collect()
-            }
+            Err(e) => e.0,
         }
     }
 
@@ -290,15 +286,11 @@ impl Config {
         if let Err(e) =
             crate::sources::modbus::config::validate(&self.sources.modbus, "sources.modbus")
         {
-            for e in e.0 {
-                r.push(e.path, e.message);
-            }
+            r.0.extend(e.0);
         }
         if let Some(h) = &self.hazard {
             if let Err(errors) = h.validate() {
-                for e in errors {
-                    r.push(e.path, e.message);
-                }
+                r.0.extend(errors);
             }
         }
         r.0

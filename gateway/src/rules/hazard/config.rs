@@ -313,22 +313,14 @@ pub struct EmergencyPlanConfig {
     pub plan: String,
 }
 
-/// One configuration problem, with its key path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
+/// One configuration problem, with its key path (the gateway config's own error type).
+pub use crate::config::ValidationError as ConfigError;
 
 struct Errors(Vec<ConfigError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(ConfigError::new(path, message));
     }
 
     fn positive(&mut self, path: String, v: f64) {

@@ -712,7 +712,7 @@ fn below_thresholds_raise_on_falling_values() {
         .validate()
         .unwrap_err()
         .into_iter()
-        .map(|e| e.path)
+        .map(|e| e.key_path)
         .collect();
     assert_eq!(paths, ["hazard.groups[0].levels[0].clear"]);
 }
@@ -787,7 +787,7 @@ fn config_errors_name_their_key_path() {
         .validate()
         .unwrap_err()
         .into_iter()
-        .map(|e| e.path)
+        .map(|e| e.key_path)
         .collect();
     assert_eq!(
         paths,

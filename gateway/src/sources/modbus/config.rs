@@ -517,14 +517,9 @@ impl PointConfig {
     }
 }
 
-/// One configuration error with the key path it is about.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    /// Key path, e.g. `sources.modbus[0].points[3].address`.
-    pub path: String,
-    pub message: String,
-}
+/// One configuration error with the key path it is about, e.g.
+/// `sources.modbus[0].points[3].address` (the gateway config's own error type).
+pub use crate::config::ValidationError as ConfigError;
 
 /// All errors found in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -543,10 +538,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 fn err(errors: &mut Vec<ConfigError>, path: impl Into<String>, message: impl Into<String>) {
-    errors.push(ConfigError {
-        path: path.into(),
-        message: message.into(),
-    });
+    errors.push(ConfigError::new(path, message));
 }
 
 /// Replaces each device's `map` and `map_file` by the points they name (map points first,
@@ -1004,7 +996,7 @@ len = 12
         devices[0].tcp = Some("nohost".into());
         devices[0].poll_interval_ms = u64::MAX;
         let e = validate(&devices, "sources.modbus").unwrap_err().0;
-        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        let paths: Vec<&str> = e.iter().map(|e| e.key_path.as_str()).collect();
         assert!(
             paths.contains(&"sources.modbus[1].points[0].address"),
             "{e:?}"
@@ -1071,9 +1063,12 @@ len = 12
         );
         b.points.push(pt);
         let e = validate(&[a, b], "sources.modbus").unwrap_err().0;
-        assert!(e.iter().any(|e| e.path == "sources.modbus[1].rtu"), "{e:?}");
         assert!(
-            e.iter().any(|e| e.path == "sources.modbus[1].unit_id"),
+            e.iter().any(|e| e.key_path == "sources.modbus[1].rtu"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.key_path == "sources.modbus[1].unit_id"),
             "{e:?}"
         );
     }
@@ -1094,7 +1089,7 @@ len = 12
             .unwrap_err()
             .0;
         assert_eq!(e.len(), 1);
-        assert_eq!(e[0].path, "sources.modbus[1].map");
+        assert_eq!(e[0].key_path, "sources.modbus[1].map");
         let ok = resolve_maps(&[a], &[], dir.path()).unwrap();
         assert_eq!(ok[0].points[0].wire_address(), Ok(3));
     }
