@@ -6,12 +6,15 @@
 pub mod backoff;
 pub mod broker;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;
 pub mod run;
+pub mod secret;
 pub mod sim;
 pub mod sources;
 pub mod status;
+pub mod tls;
 pub mod uplink;

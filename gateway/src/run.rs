@@ -11,17 +11,22 @@ use citygate_protocols::{Body, Reading, Summary};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::commands::{Command, Downlink, Verifier, VerifierError};
 use crate::config::{BrokerConfig, Config};
 use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::sources::mqtt::epoch_now;
 use crate::status::Stats;
+use crate::tls::{SecurityError, UplinkSecurity};
 use crate::uplink::{self, UplinkParams};
 use crate::{broker, sources};
 
 /// Readings buffered between ingest and rules.
 pub const READINGS_CHANNEL: usize = 8192;
+/// Accepted downlink commands buffered for the rest of the gateway; when full, new commands
+/// are refused as `busy`.
+pub const COMMANDS_CHANNEL: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -31,6 +36,10 @@ pub enum RunError {
     Url(#[from] UrlError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    #[error(transparent)]
+    Commands(#[from] VerifierError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -44,6 +53,9 @@ pub struct Gateway {
     pub uplink: BrokerUrl,
     pub stats: Arc<Stats>,
     pub outbox: Arc<Outbox>,
+    /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys,
+    /// or after it was taken).
+    pub commands: Option<mpsc::Receiver<Command>>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     ingest: JoinHandle<()>,
@@ -83,6 +95,26 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let uplink_url = match &cfg.uplink.url {
         Some(u) => BrokerUrl::parse(u)?,
         None => local.clone(),
+    };
+
+    let security = UplinkSecurity::load(
+        &cfg.uplink,
+        uplink_url.tls,
+        &uplink_url.to_string(),
+        &|name| std::env::var(name).ok(),
+    )?;
+    if security.credentials.is_some() && !uplink_url.tls {
+        tracing::warn!(
+            "uplink {uplink_url}: sending the MQTT password without TLS; use mqtts:// outside a test bench"
+        );
+    }
+    let verifier = Verifier::new(&gw, &cfg.commands)?;
+    let (downlink, commands) = if verifier.has_keys() {
+        let (tx, rx) = mpsc::channel(COMMANDS_CHANNEL);
+        (Some(Downlink::new(&gw, verifier, tx)), Some(rx))
+    } else {
+        tracing::info!("downlink commands disabled: no [commands] keys");
+        (None, None)
     };
 
     let data_dir = cfg.gateway.data_dir.clone();
@@ -126,7 +158,9 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             url: uplink_url.clone(),
             config: cfg.uplink.clone(),
             gateway: gw,
+            security,
         },
+        downlink,
         Arc::clone(&outbox),
         Arc::clone(&stats),
         wake,
@@ -138,6 +172,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         uplink: uplink_url,
         stats,
         outbox,
+        commands,
         stop_ingest,
         stop_uplink,
         ingest,

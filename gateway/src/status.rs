@@ -25,6 +25,10 @@ pub struct Stats {
     pub uplink_reconnects: AtomicU64,
     /// Records in the outbox, updated by the uplink.
     pub outbox_depth: AtomicU64,
+    /// Downlink commands that passed verification.
+    pub commands_accepted: AtomicU64,
+    /// Downlink commands refused (see the `command_rejected` events and the log).
+    pub commands_rejected: AtomicU64,
 }
 
 impl Stats {

@@ -45,7 +45,7 @@ fn unknown_key_at_top_level() {
     assert_eq!(
         errors(&text),
         "config/x.toml:2:1: log_level: unknown field `log_level`, expected one of `gateway`, \
-         `broker`, `sources`, `summaries`, `outbox`, `uplink`"
+         `broker`, `sources`, `summaries`, `outbox`, `uplink`, `commands`"
     );
 }
 
@@ -213,7 +213,8 @@ fn bad_env_references() {
 fn env_substitution_fills_strings() {
     let c = ok(
         "[gateway]\nid = \"${GW_ID}\"\ndata_dir = \"/var/lib/${GW_ID}\"\n\
-         [uplink]\nurl = \"${UPLINK_URL}\"\nclient_id = 'cg-${GW_ID}'\n",
+         [uplink]\nurl = \"${UPLINK_URL}\"\nclient_id = 'cg-${GW_ID}'\n\
+         ca_file = \"/etc/citygate/${GW_ID}-ca.pem\"\n",
     );
     assert_eq!(c.gateway.id, "gw-from-env");
     assert_eq!(c.gateway.data_dir, PathBuf::from("/var/lib/gw-from-env"));
