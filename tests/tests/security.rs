@@ -857,3 +857,88 @@ async fn signed_commands_through_mosquitto() {
     );
     gw.shutdown().await;
 }
+
+// ---- no secrets in the repository ------------------------------------------------------------
+
+/// Every file in the repository a commit would carry (skipping build output and tool folders).
+fn repository_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if !matches!(
+                name.as_str(),
+                "target" | ".git" | ".venv" | "data" | "node_modules"
+            ) && !name.starts_with("target")
+            {
+                repository_files(&p, out);
+            }
+        } else if e.metadata().map(|m| m.len() < 2 << 20).unwrap_or(false) {
+            out.push(p);
+        }
+    }
+}
+
+/// Keys that would hold a secret inline (the schema has none: secrets come from `*_env`).
+fn secret_keys(v: &toml::Value, path: &str, found: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                let lower = k.to_ascii_lowercase();
+                let secretish = [
+                    "password",
+                    "passwd",
+                    "secret",
+                    "token",
+                    "private_key",
+                    "api_key",
+                ]
+                .iter()
+                .any(|s| lower.contains(s));
+                if secretish && !lower.ends_with("_env") && !lower.ends_with("_file") {
+                    found.push(format!("{path}.{k}"));
+                }
+                secret_keys(x, &format!("{path}.{k}"), found);
+            }
+        }
+        toml::Value::Array(a) => a.iter().for_each(|x| secret_keys(x, path, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn no_committed_file_holds_a_secret() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    repository_files(&root, &mut files);
+    assert!(files.len() > 20, "walked only {} files", files.len());
+    let mut problems = Vec::new();
+    for f in &files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        // A PEM private key (this test's own source names the marker in two pieces).
+        let marker = format!("{}{}", "PRIVATE ", "KEY-----");
+        if text.contains(&marker) && text.contains("-----BEGIN") {
+            problems.push(format!("{}: PEM private key", f.display()));
+        }
+        if f.extension().is_some_and(|e| e == "toml") && !f.ends_with("Cargo.toml") {
+            if let Ok(v) = text.parse::<toml::Value>() {
+                let mut found = Vec::new();
+                secret_keys(&v, "", &mut found);
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|k| format!("{}: key {k}", f.display())),
+                );
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "secrets in committed files: {problems:#?}"
+    );
+}
