@@ -7,6 +7,12 @@
 //! event loop's pending queue and request channel are cleared under the same lock that guards
 //! the feeder, so no stale publish can shift that order; the feeder then starts again from the
 //! oldest record in the outbox. The event loop is never blocked on the client.
+//!
+//! The connection carries the TLS configuration and credentials of `tls::UplinkSecurity`.
+//! With a `commands::Downlink`, it also subscribes to `citygate/v1/<gw>/cmd/#` after each
+//! CONNACK; each command publish is verified there, answered on `cmd_result/<nonce>` (a
+//! publish that is not an outbox record, queued as `None` in the order like the status) and,
+//! when refused, stored as a `command_rejected` event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;

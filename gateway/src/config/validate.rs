@@ -691,6 +691,82 @@ mod tests {
         }
     }
 
+    fn problems(uplink_and_commands: &str) -> Vec<String> {
+        let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n{uplink_and_commands}");
+        Config::from_toml_str(&text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .validate()
+            .into_iter()
+            .map(|v| format!("{}: {}", v.key_path, v.message))
+            .collect()
+    }
+
+    const KEY: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+
+    #[test]
+    fn uplink_tls_and_credentials() {
+        let ok = "[uplink]\nurl = \"mqtts://p:8883\"\nca_file = \"ca.pem\"\n\
+                  client_cert_file = \"c.pem\"\nclient_key_file = \"k.pem\"\n\
+                  username_env = \"CG_USER\"\npassword_env = \"CG_PASS\"\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let p = problems("[uplink]\nurl = \"mqtts://p:8883\"\n");
+        assert!(
+            p[0].starts_with("uplink.ca_file: an `mqtts://` uplink needs `ca_file`"),
+            "{p:?}"
+        );
+        let p = problems("[uplink]\nurl = \"mqtt://p:1883\"\nca_file = \"ca.pem\"\n");
+        assert!(
+            p[0].starts_with("uplink.ca_file: `ca_file` needs a TLS uplink"),
+            "{p:?}"
+        );
+        let p = problems("[uplink]\nurl = \"mqtts://p:8883\"\nca_file = \"ca.pem\"\nclient_cert_file = \"c.pem\"\n");
+        assert_eq!(
+            p,
+            ["uplink.client_cert_file: `client_cert_file` needs `client_key_file` too"]
+        );
+        let p =
+            problems("[uplink]\nusername_env = \"CG_USER\"\npassword_env = \"hunter2-Secret!\"\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("uplink.password_env: `password_env` must be the NAME"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains("hunter2"));
+        let p = problems("[uplink]\npassword_env = \"CG_PASS\"\n");
+        assert_eq!(
+            p,
+            ["uplink.password_env: `password_env` needs `username_env` too"]
+        );
+        assert!(is_env_var_name("CITYGATE_UPLINK_PASSWORD"));
+        assert!(is_env_var_name("_X1"));
+        for bad in ["", "1X", "lower", "A-B", "A B"] {
+            assert!(!is_env_var_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands_section() {
+        let ok = format!("[commands]\nkeys = [{{ id = \"p-1\", public_key = \"{KEY}\" }}]\n");
+        assert_eq!(problems(&ok), Vec::<String>::new());
+        let p = problems(&format!(
+            "[commands]\nkeys = [{{ id = \"p-1\", public_key = \"{KEY}\" }}, \
+             {{ id = \"p-1\", public_key = \"AAAA\" }}, {{ id = \"a b\", public_key = \"{KEY}\" }}]\n\
+             max_clock_skew_s = 7200\nmax_lifetime_s = 0\nreplay_capacity = 0\n"
+        ));
+        assert_eq!(
+            p,
+            [
+                "commands.keys[1].id: duplicate key id `p-1` (first used by commands.keys[0])",
+                "commands.keys[1].public_key: public_key must be a 32-byte Ed25519 public key in \
+                 standard base64 (44 characters ending in `=`)",
+                "commands.keys[2].id: key id `a b` must be 1-64 of A-Z a-z 0-9 _ . -",
+                "commands.max_clock_skew_s: max_clock_skew_s must be in 0..=3600, not 7200",
+                "commands.max_lifetime_s: max_lifetime_s must be in 1..=86400, not 0",
+                "commands.replay_capacity: replay_capacity must be in 1..=1000000, not 0",
+            ]
+        );
+    }
+
     #[test]
     fn topic_filters() {
         for good in ["#", "a/#", "+/+/x", "a//b", "/", "field/+/water"] {
