@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::actions::{self, LocalPublish};
+use crate::commands::{Command, Downlink, Verifier, VerifierError};
 use crate::config::{BrokerConfig, Config};
 use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
@@ -19,6 +20,7 @@ use crate::rules::hazard::{HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::sources::mqtt::epoch_now;
 use crate::status::{Stats, StatusFile};
+use crate::tls::{SecurityError, UplinkSecurity};
 use crate::uplink::{self, UplinkParams};
 use crate::{broker, sources};
 
@@ -26,6 +28,9 @@ use crate::{broker, sources};
 pub const READINGS_CHANNEL: usize = 8192;
 /// Source events (a device offline, a point error) buffered on their way to the outbox.
 pub const EVENTS_CHANNEL: usize = 256;
+/// Accepted downlink commands buffered for the rest of the gateway; when full, new commands
+/// are refused as `busy`.
+pub const COMMANDS_CHANNEL: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -39,6 +44,10 @@ pub enum RunError {
     Modbus(String),
     #[error("hazard rules: {0}")]
     Hazard(String),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
+    #[error(transparent)]
+    Commands(#[from] VerifierError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -54,6 +63,9 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// The Modbus field buses, for writes (signal control, alert actions).
     pub modbus: Option<sources::modbus::ModbusHandle>,
+    /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys,
+    /// or after it was taken).
+    pub commands: Option<mpsc::Receiver<Command>>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     ingest: JoinHandle<()>,
@@ -94,6 +106,26 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let uplink_url = match &cfg.uplink.url {
         Some(u) => BrokerUrl::parse(u)?,
         None => local.clone(),
+    };
+
+    let security = UplinkSecurity::load(
+        &cfg.uplink,
+        uplink_url.tls,
+        &uplink_url.to_string(),
+        &|name| std::env::var(name).ok(),
+    )?;
+    if security.credentials.is_some() && !uplink_url.tls {
+        tracing::warn!(
+            "uplink {uplink_url}: sending the MQTT password without TLS; use mqtts:// outside a test bench"
+        );
+    }
+    let verifier = Verifier::new(&gw, &cfg.commands)?;
+    let (downlink, commands) = if verifier.has_keys() {
+        let (tx, rx) = mpsc::channel(COMMANDS_CHANNEL);
+        (Some(Downlink::new(&gw, verifier, tx)), Some(rx))
+    } else {
+        tracing::info!("downlink commands disabled: no [commands] keys");
+        (None, None)
     };
 
     let data_dir = cfg.gateway.data_dir.clone();
@@ -174,7 +206,9 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             url: uplink_url.clone(),
             config: cfg.uplink.clone(),
             gateway: gw,
+            security,
         },
+        downlink,
         Arc::clone(&outbox),
         Arc::clone(&stats),
         wake,
@@ -187,6 +221,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         stats,
         outbox,
         modbus,
+        commands,
         stop_ingest,
         stop_uplink,
         ingest,

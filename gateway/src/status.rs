@@ -31,6 +31,10 @@ pub struct Stats {
     pub actions_failed: AtomicU64,
     /// One line on the hazard groups, e.g. `flood: warning (incident 1700000123)`.
     pub hazards: std::sync::Mutex<String>,
+    /// Downlink commands that passed verification.
+    pub commands_accepted: AtomicU64,
+    /// Downlink commands refused (see the `command_rejected` events and the log).
+    pub commands_rejected: AtomicU64,
 }
 
 impl Stats {

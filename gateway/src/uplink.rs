@@ -7,6 +7,12 @@
 //! event loop's pending queue and request channel are cleared under the same lock that guards
 //! the feeder, so no stale publish can shift that order; the feeder then starts again from the
 //! oldest record in the outbox. The event loop is never blocked on the client.
+//!
+//! The connection carries the TLS configuration and credentials of `tls::UplinkSecurity`.
+//! With a `commands::Downlink`, it also subscribes to `citygate/v1/<gw>/cmd/#` after each
+//! CONNACK; each command publish is verified there, answered on `cmd_result/<nonce>` (a
+//! publish that is not an outbox record, queued as `None` in the order like the status) and,
+//! when refused, stored as a `command_rejected` event.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -19,10 +25,12 @@ use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
+use crate::commands::Downlink;
 use crate::config::UplinkConfig;
 use crate::mqtt::BrokerUrl;
 use crate::outbox::{Key, Outbox};
 use crate::status::Stats;
+use crate::tls::UplinkSecurity;
 
 /// The retained status payload, `{"v":1,"gateway":..,"state":"online"|"offline"}`.
 pub fn status_payload(gateway: &str, state: &str) -> Vec<u8> {
@@ -55,6 +63,8 @@ pub struct UplinkParams {
     pub url: BrokerUrl,
     pub config: UplinkConfig,
     pub gateway: String,
+    /// TLS and credentials, loaded at start.
+    pub security: UplinkSecurity,
 }
 
 fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
@@ -65,6 +75,7 @@ fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
 /// `drain` for the outbox to empty, and disconnects.
 pub async fn run(
     params: UplinkParams,
+    mut downlink: Option<Downlink>,
     outbox: Arc<Outbox>,
     stats: Arc<Stats>,
     wake: Arc<Notify>,
@@ -78,6 +89,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| format!("citygate-{}", params.gateway));
     let mut opts = params.url.options(&client_id, cfg.keep_alive_s);
+    params.security.apply(&mut opts);
     opts.set_inflight(cfg.max_inflight.max(1))
         .set_last_will(LastWill::new(
             &status_topic,
@@ -142,6 +154,11 @@ pub async fn run(
                     l.order.push_back(None);
                 }
                 drop(l);
+                if let Some(d) = &downlink {
+                    if let Err(e) = client.try_subscribe(d.filter(), QoS::AtLeastOnce) {
+                        tracing::error!("uplink: cannot subscribe to {}: {e}", d.filter());
+                    }
+                }
                 backoff.reset();
                 stats.uplink_connected.store(true, Ordering::Relaxed);
                 tracing::info!("uplink connected to {}", params.url);
@@ -165,6 +182,12 @@ pub async fn run(
                     stats
                         .outbox_depth
                         .store(outbox.len() as u64, Ordering::Relaxed);
+                    wake.notify_one();
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(d) = downlink.as_mut() {
+                    on_command(d, &p.topic, &p.payload, &client, &link, &outbox, &stats);
                     wake.notify_one();
                 }
             }
@@ -217,6 +240,48 @@ pub async fn run(
         .await;
     }
     stats.uplink_connected.store(false, Ordering::Relaxed);
+}
+
+/// Verifies a command publish, answers on `cmd_result`, and stores a refusal as an event.
+fn on_command(
+    d: &mut Downlink,
+    topic_name: &str,
+    payload: &[u8],
+    client: &AsyncClient,
+    link: &Mutex<Link>,
+    outbox: &Outbox,
+    stats: &Stats,
+) {
+    let out = d.handle(topic_name, payload, crate::sources::mqtt::epoch_now());
+    if out.accepted {
+        Stats::inc(&stats.commands_accepted);
+        tracing::info!("command accepted on {topic_name}");
+    } else {
+        Stats::inc(&stats.commands_rejected);
+    }
+    if let Some((t, body)) = out.result {
+        let mut l = lock(link);
+        if l.connected
+            && client
+                .try_publish(&t, QoS::AtLeastOnce, false, body)
+                .is_ok()
+        {
+            l.order.push_back(None);
+        }
+    }
+    if let Some(ev) = out.event {
+        tracing::warn!("command refused on {}: {}", ev.source, ev.message);
+        let t = topic::format(
+            outbox.gateway(),
+            &Topic::Event {
+                kind: ev.kind.clone(),
+            },
+        );
+        match outbox.append(&t, citygate_protocols::Body::Event(ev)) {
+            Ok(_) => Stats::inc(&stats.events_out),
+            Err(e) => tracing::error!("command refusal event not stored: {e}"),
+        }
+    }
 }
 
 /// Hands outbox records to the client, highest class first, while the connection has room.

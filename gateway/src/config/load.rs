@@ -39,9 +39,20 @@ pub fn load_with_env(
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut config = load_text(&text, &file, env, base)?;
-    if config.gateway.data_dir.is_relative() {
-        if let Some(dir) = path.parent() {
-            config.gateway.data_dir = dir.join(&config.gateway.data_dir);
+    if let Some(dir) = path.parent() {
+        let u = &mut config.uplink;
+        for p in [
+            Some(&mut config.gateway.data_dir),
+            u.ca_file.as_mut(),
+            u.client_cert_file.as_mut(),
+            u.client_key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
         }
     }
     Ok(config)

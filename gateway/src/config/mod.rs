@@ -43,6 +43,8 @@ pub struct Config {
     /// `[hazard]`: disaster alert rules (see `rules::hazard::config`). Absent: no hazard rules.
     #[serde(default)]
     pub hazard: Option<crate::rules::hazard::config::HazardConfig>,
+    #[serde(default)]
+    pub commands: CommandsConfig,
 }
 
 /// `[gateway]`: identity and storage.
@@ -217,6 +219,22 @@ pub struct UplinkConfig {
     /// Largest reconnect delay, in milliseconds.
     #[serde(default = "default_backoff_max_ms")]
     pub backoff_max_ms: u64,
+    /// PEM file of the CA certificate(s) the uplink broker's certificate must chain to. The
+    /// only trust anchors (no system roots). Required for `mqtts://`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the gateway's client certificate chain (mTLS); with `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key; with `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Name of the environment variable holding the MQTT user name (not the name itself).
+    #[serde(default)]
+    pub username_env: Option<String>,
+    /// Name of the environment variable holding the MQTT password (never the password).
+    #[serde(default)]
+    pub password_env: Option<String>,
 }
 
 const fn default_keep_alive_s() -> u16 {
@@ -241,6 +259,62 @@ impl Default for UplinkConfig {
             max_inflight: default_max_inflight(),
             backoff_min_ms: default_backoff_min_ms(),
             backoff_max_ms: default_backoff_max_ms(),
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            username_env: None,
+            password_env: None,
+        }
+    }
+}
+
+/// `[commands]`: signed downlink commands from the platform. Without keys the gateway does not
+/// subscribe to its command topic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// Public keys whose signatures are trusted.
+    #[serde(default)]
+    pub keys: Vec<CommandKeyConfig>,
+    /// Largest accepted difference between the gateway clock and `issued_at`, in seconds.
+    #[serde(default = "default_max_clock_skew_s")]
+    pub max_clock_skew_s: u64,
+    /// Longest accepted command lifetime (`expires_at - issued_at`), in seconds. Bounds how
+    /// long a nonce must be remembered.
+    #[serde(default = "default_max_lifetime_s")]
+    pub max_lifetime_s: u64,
+    /// Nonces remembered at most; when full, new commands are refused until some expire.
+    #[serde(default = "default_replay_capacity")]
+    pub replay_capacity: usize,
+}
+
+/// One `[[commands.keys]]` entry (or `{ id = .., public_key = .. }` in `keys = [...]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandKeyConfig {
+    /// Key id, as in the command's `key_id`.
+    pub id: String,
+    /// Ed25519 public key: 32 bytes, standard base64 (44 characters with padding).
+    pub public_key: String,
+}
+
+const fn default_max_clock_skew_s() -> u64 {
+    60
+}
+const fn default_max_lifetime_s() -> u64 {
+    3600
+}
+const fn default_replay_capacity() -> usize {
+    10_000
+}
+
+impl Default for CommandsConfig {
+    fn default() -> Self {
+        CommandsConfig {
+            keys: Vec::new(),
+            max_clock_skew_s: default_max_clock_skew_s(),
+            max_lifetime_s: default_max_lifetime_s(),
+            replay_capacity: default_replay_capacity(),
         }
     }
 }

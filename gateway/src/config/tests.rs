@@ -217,7 +217,8 @@ fn bad_env_references() {
 fn env_substitution_fills_strings() {
     let c = ok(
         "[gateway]\nid = \"${GW_ID}\"\ndata_dir = \"/var/lib/${GW_ID}\"\n\
-         [uplink]\nurl = \"${UPLINK_URL}\"\nclient_id = 'cg-${GW_ID}'\n",
+         [uplink]\nurl = \"${UPLINK_URL}\"\nclient_id = 'cg-${GW_ID}'\n\
+         ca_file = \"/etc/citygate/${GW_ID}-ca.pem\"\n",
     );
     assert_eq!(c.gateway.id, "gw-from-env");
     assert_eq!(c.gateway.data_dir, PathBuf::from("/var/lib/gw-from-env"));

@@ -10,6 +10,8 @@ use citygate_protocols::Unit;
 
 use super::error::ValidationError;
 use super::{BrokerConfig, Config, MqttSourceConfig, PayloadFormat};
+use crate::commands::envelope::valid_key_id;
+use crate::commands::verify::decode_public_key;
 
 /// Longest gateway id.
 pub const MAX_GATEWAY_ID_LEN: usize = 64;
@@ -29,6 +31,20 @@ pub const MAX_CLIENT_ID_LEN: usize = 128;
 pub const MAX_BACKOFF_MS: u64 = 3_600_000;
 /// Longest MQTT topic filter (the MQTT string limit).
 pub const MAX_TOPIC_LEN: usize = 65_535;
+/// Largest accepted clock skew of downlink commands: one hour.
+pub const MAX_CLOCK_SKEW_S: u64 = 3600;
+/// Longest accepted downlink command lifetime: one day.
+pub const MAX_COMMAND_LIFETIME_S: u64 = 86_400;
+/// Most nonces the replay window may remember.
+pub const MAX_REPLAY_CAPACITY: usize = 1_000_000;
+
+/// Whether `name` is an environment variable name as citygate accepts them for secrets:
+/// upper-case letters, digits and `_`, not starting with a digit.
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
 
 /// A broker address from `mqtt://host:port` or `mqtts://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +309,8 @@ impl Config {
                 r.0.extend(errors);
             }
         }
+        self.validate_uplink_security(&mut r);
+        self.validate_commands(&mut r);
         r.0
     }
 
@@ -449,6 +467,141 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `[uplink]` TLS files and credential variable names. The files themselves and the
+    /// variables' values are read and checked at start (`tls::UplinkSecurity::load`).
+    fn validate_uplink_security(&self, r: &mut Report) {
+        let u = &self.uplink;
+        let tls = u
+            .url
+            .as_deref()
+            .and_then(|url| parse_mqtt_url(url).ok())
+            .map(|url| url.tls);
+        if tls == Some(true) && u.ca_file.is_none() {
+            r.push(
+                "uplink.ca_file",
+                "an `mqtts://` uplink needs `ca_file`: citygate trusts only the CA configured \
+                 here, never the system roots",
+            );
+        }
+        for (key, value) in [
+            ("ca_file", &u.ca_file),
+            ("client_cert_file", &u.client_cert_file),
+            ("client_key_file", &u.client_key_file),
+        ] {
+            let Some(path) = value else { continue };
+            if path.as_os_str().is_empty() {
+                r.push(format!("uplink.{key}"), format!("{key} is empty"));
+            } else if tls == Some(false) || u.url.is_none() {
+                r.push(
+                    format!("uplink.{key}"),
+                    format!("`{key}` needs a TLS uplink: set `url` to `mqtts://host:port`"),
+                );
+            }
+        }
+        match (&u.client_cert_file, &u.client_key_file) {
+            (Some(_), None) => r.push(
+                "uplink.client_cert_file",
+                "`client_cert_file` needs `client_key_file` too",
+            ),
+            (None, Some(_)) => r.push(
+                "uplink.client_key_file",
+                "`client_key_file` needs `client_cert_file` too",
+            ),
+            _ => {}
+        }
+        for (key, value) in [
+            ("username_env", &u.username_env),
+            ("password_env", &u.password_env),
+        ] {
+            if let Some(name) = value {
+                if !is_env_var_name(name) {
+                    // Do not repeat the value: it may be a secret written by mistake.
+                    r.push(
+                        format!("uplink.{key}"),
+                        format!(
+                            "`{key}` must be the NAME of an environment variable (upper-case \
+                             letters, digits and `_`, e.g. `CITYGATE_UPLINK_PASSWORD`), never \
+                             the credential itself; secrets are not allowed in config files"
+                        ),
+                    );
+                }
+            }
+        }
+        match (&u.username_env, &u.password_env) {
+            (Some(_), None) => r.push(
+                "uplink.username_env",
+                "`username_env` needs `password_env` too",
+            ),
+            (None, Some(_)) => r.push(
+                "uplink.password_env",
+                "`password_env` needs `username_env` too",
+            ),
+            _ => {}
+        }
+    }
+
+    fn validate_commands(&self, r: &mut Report) {
+        let c = &self.commands;
+        let mut first_by_id: HashMap<&str, usize> = HashMap::new();
+        for (i, k) in c.keys.iter().enumerate() {
+            if !valid_key_id(&k.id) {
+                r.push(
+                    format!("commands.keys[{i}].id"),
+                    format!(
+                        "key id `{}` must be 1-64 of A-Z a-z 0-9 _ . -",
+                        k.id.escape_debug()
+                    ),
+                );
+            } else if let Some(first) = first_by_id.get(k.id.as_str()) {
+                r.push(
+                    format!("commands.keys[{i}].id"),
+                    format!(
+                        "duplicate key id `{}` (first used by commands.keys[{first}])",
+                        k.id
+                    ),
+                );
+            } else {
+                first_by_id.insert(&k.id, i);
+            }
+            if decode_public_key(&k.public_key).is_none() {
+                r.push(
+                    format!("commands.keys[{i}].public_key"),
+                    "public_key must be a 32-byte Ed25519 public key in standard base64 \
+                     (44 characters ending in `=`)",
+                );
+            }
+        }
+        if c.max_clock_skew_s > MAX_CLOCK_SKEW_S {
+            r.push(
+                "commands.max_clock_skew_s",
+                format!(
+                    "max_clock_skew_s must be in 0..={MAX_CLOCK_SKEW_S}, not {}",
+                    c.max_clock_skew_s
+                ),
+            );
+        }
+        if !(1..=MAX_COMMAND_LIFETIME_S).contains(&c.max_lifetime_s) {
+            r.push(
+                "commands.max_lifetime_s",
+                format!(
+                    "max_lifetime_s must be in 1..={MAX_COMMAND_LIFETIME_S}, not {}",
+                    c.max_lifetime_s
+                ),
+            );
+        }
+        if !(1..=MAX_REPLAY_CAPACITY).contains(&c.replay_capacity) {
+            r.push(
+                "commands.replay_capacity",
+                format!(
+                    "replay_capacity must be in 1..={MAX_REPLAY_CAPACITY}, not {}",
+                    c.replay_capacity
+                ),
+            );
+        }
+    }
+}
+
 fn validate_mqtt_source(s: &MqttSourceConfig, at: &str, r: &mut Report) {
     let topic_ok = match check_topic_filter(&s.topic) {
         Ok(()) => true,
@@ -563,6 +716,82 @@ mod tests {
         ] {
             assert!(parse_mqtt_url(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    fn problems(uplink_and_commands: &str) -> Vec<String> {
+        let text = format!("[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n{uplink_and_commands}");
+        Config::from_toml_str(&text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .validate()
+            .into_iter()
+            .map(|v| format!("{}: {}", v.key_path, v.message))
+            .collect()
+    }
+
+    const KEY: &str = "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik=";
+
+    #[test]
+    fn uplink_tls_and_credentials() {
+        let ok = "[uplink]\nurl = \"mqtts://p:8883\"\nca_file = \"ca.pem\"\n\
+                  client_cert_file = \"c.pem\"\nclient_key_file = \"k.pem\"\n\
+                  username_env = \"CG_USER\"\npassword_env = \"CG_PASS\"\n";
+        assert_eq!(problems(ok), Vec::<String>::new());
+        let p = problems("[uplink]\nurl = \"mqtts://p:8883\"\n");
+        assert!(
+            p[0].starts_with("uplink.ca_file: an `mqtts://` uplink needs `ca_file`"),
+            "{p:?}"
+        );
+        let p = problems("[uplink]\nurl = \"mqtt://p:1883\"\nca_file = \"ca.pem\"\n");
+        assert!(
+            p[0].starts_with("uplink.ca_file: `ca_file` needs a TLS uplink"),
+            "{p:?}"
+        );
+        let p = problems("[uplink]\nurl = \"mqtts://p:8883\"\nca_file = \"ca.pem\"\nclient_cert_file = \"c.pem\"\n");
+        assert_eq!(
+            p,
+            ["uplink.client_cert_file: `client_cert_file` needs `client_key_file` too"]
+        );
+        let p =
+            problems("[uplink]\nusername_env = \"CG_USER\"\npassword_env = \"hunter2-Secret!\"\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("uplink.password_env: `password_env` must be the NAME"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains("hunter2"));
+        let p = problems("[uplink]\npassword_env = \"CG_PASS\"\n");
+        assert_eq!(
+            p,
+            ["uplink.password_env: `password_env` needs `username_env` too"]
+        );
+        assert!(is_env_var_name("CITYGATE_UPLINK_PASSWORD"));
+        assert!(is_env_var_name("_X1"));
+        for bad in ["", "1X", "lower", "A-B", "A B"] {
+            assert!(!is_env_var_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn commands_section() {
+        let ok = format!("[commands]\nkeys = [{{ id = \"p-1\", public_key = \"{KEY}\" }}]\n");
+        assert_eq!(problems(&ok), Vec::<String>::new());
+        let p = problems(&format!(
+            "[commands]\nkeys = [{{ id = \"p-1\", public_key = \"{KEY}\" }}, \
+             {{ id = \"p-1\", public_key = \"AAAA\" }}, {{ id = \"a b\", public_key = \"{KEY}\" }}]\n\
+             max_clock_skew_s = 7200\nmax_lifetime_s = 0\nreplay_capacity = 0\n"
+        ));
+        assert_eq!(
+            p,
+            [
+                "commands.keys[1].id: duplicate key id `p-1` (first used by commands.keys[0])",
+                "commands.keys[1].public_key: public_key must be a 32-byte Ed25519 public key in \
+                 standard base64 (44 characters ending in `=`)",
+                "commands.keys[2].id: key id `a b` must be 1-64 of A-Z a-z 0-9 _ . -",
+                "commands.max_clock_skew_s: max_clock_skew_s must be in 0..=3600, not 7200",
+                "commands.max_lifetime_s: max_lifetime_s must be in 1..=86400, not 0",
+                "commands.replay_capacity: replay_capacity must be in 1..=1000000, not 0",
+            ]
+        );
     }
 
     #[test]
