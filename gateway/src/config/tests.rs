@@ -650,3 +650,133 @@ fn check_accepts_the_demo_config() {
         )
     );
 }
+
+#[test]
+fn readme_documents_every_hazard_key() {
+    // Listed by hand from `rules::hazard::config` (one list per struct or inline table), so that
+    // removing a row from the README, or adding a key here without documenting it, fails.
+    let tables: [(&str, &[&str]); 9] = [
+        (
+            "### `[hazard]` keys",
+            &[
+                "sender",
+                "identifier_prefix",
+                "sender_name",
+                "language",
+                "status",
+                "web",
+                "contact",
+                "min_update_interval_s",
+                "expires_s",
+                "groups",
+            ],
+        ),
+        (
+            "### `[[hazard.groups]]`",
+            &[
+                "id",
+                "sensors",
+                "quantity",
+                "rule",
+                "direction",
+                "k",
+                "persistence_s",
+                "category",
+                "event",
+                "area",
+                "faults",
+                "levels",
+            ],
+        ),
+        ("### `rule`", &["kind", "window_s", "input"]),
+        (
+            "### `faults`",
+            &[
+                "valid_min",
+                "valid_max",
+                "silent_after_s",
+                "stuck_after_s",
+                "stuck_epsilon",
+                "max_deviation",
+                "deviation_hold_s",
+            ],
+        ),
+        (
+            "### `area`",
+            &["desc", "polygon", "circle", "lat", "lon", "radius_km"],
+        ),
+        (
+            "### `[[hazard.groups.levels]]`",
+            &[
+                "name",
+                "raise",
+                "clear",
+                "urgency",
+                "severity",
+                "certainty",
+                "response_type",
+                "event",
+                "headline",
+                "description",
+                "instruction",
+                "area",
+                "publish",
+                "emergency_plans",
+            ],
+        ),
+        ("### `publish`", &["topic", "payload", "clear_payload"]),
+        ("### `emergency_plans`", &["intersection", "plan"]),
+        // Rule kinds and enum values: each documented as a row of the rule's kind table or
+        // named in a row of its own table.
+        (
+            "### `rule`",
+            &["threshold", "rate_of_change", "accumulation"],
+        ),
+    ];
+    let path = config_dir().join("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    // The `[hazard]` part runs from its `## ` heading to the next `## ` heading (or the end).
+    let start = readme
+        .find("\n## `[hazard]`")
+        .unwrap_or_else(|| panic!("{} has no `## `[hazard]`` section", path.display()));
+    let hazard = &readme[start + 1..];
+    let hazard = hazard[1..]
+        .find("\n## ")
+        .map_or(hazard, |end| &hazard[..end + 1]);
+    let mut missing = Vec::new();
+    for (heading, keys) in tables {
+        // The subsection: from its heading line to the next `### ` heading.
+        let Some(at) = hazard.find(&format!("\n{heading}")) else {
+            missing.push(format!("heading {heading}"));
+            continue;
+        };
+        let body = &hazard[at + 1..];
+        let body = body[1..]
+            .find("\n### ")
+            .map_or(body, |end| &body[..end + 1]);
+        for key in keys {
+            if !body.lines().any(|l| l.starts_with(&format!("| `{key}` |"))) {
+                missing.push(format!("{heading}: row `{key}`"));
+            }
+        }
+    }
+    // Enum values the schema accepts, named (in backquotes, with quotes) in the tables.
+    for value in [
+        "above",
+        "below",
+        "increment",
+        "counter",
+        "Actual",
+        "Exercise",
+    ] {
+        if !hazard.contains(&format!("`\"{value}\"`")) {
+            missing.push(format!("value \"{value}\""));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} does not document: {missing:?}",
+        path.display()
+    );
+}
