@@ -1,3 +1,4 @@
 //! Simulation: field devices the gateway can talk to without hardware.
 pub mod sensors;
+pub mod sumo;
 pub mod virtual_device;
