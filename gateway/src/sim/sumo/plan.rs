@@ -438,7 +438,7 @@ pub fn detectors_xml(plans: &[IntersectionPlan]) -> String {
 
 impl PlanFile {
     pub fn to_toml(&self) -> Result<String, PlanError> {
-        let body = toml::to_string_pretty(self).map_err(|e| PlanError::Toml {
+        let body = toml::to_string(self).map_err(|e| PlanError::Toml {
             path: "(plan)".into(),
             message: e.to_string(),
         })?;
