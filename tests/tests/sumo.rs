@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use citygate::sim::sumo::cli::{controller, ControllerKind};
 use citygate::sim::sumo::net::Net;
-use citygate::sim::sumo::plan::{self, PlanFile};
+use citygate::sim::sumo::plan::PlanFile;
 use citygate::sim::sumo::run::{run, RunOptions};
 use citygate::sim::sumo::traci::Client;
 
