@@ -17,7 +17,10 @@ use quick_xml::events::Event;
 use super::control::{BindingError, SignalController, SumoBinding};
 use super::net::{Net, NetError};
 use super::plan::{IntersectionPlan, PlanError, PlanFile};
-use super::traci::{Client, TraciError};
+use super::traci::{
+    Client, TraciError, Value, CMD_GET_INDUCTIONLOOP_VARIABLE, LAST_STEP_OCCUPANCY,
+    LAST_STEP_VEHICLE_ID_LIST,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SumoError {
@@ -248,15 +251,41 @@ pub fn run(
             break;
         }
         for d in &mut driven {
-            for det in &d.detectors {
-                let ids: BTreeSet<String> = client.loop_vehicle_ids(det)?.into_iter().collect();
+            let queries: Vec<(u8, u8, &str)> = d
+                .detectors
+                .iter()
+                .flat_map(|det| {
+                    [
+                        (
+                            CMD_GET_INDUCTIONLOOP_VARIABLE,
+                            LAST_STEP_VEHICLE_ID_LIST,
+                            det.as_str(),
+                        ),
+                        (
+                            CMD_GET_INDUCTIONLOOP_VARIABLE,
+                            LAST_STEP_OCCUPANCY,
+                            det.as_str(),
+                        ),
+                    ]
+                })
+                .collect();
+            let values = client.get_batch(&queries)?;
+            for (det, pair) in d.detectors.iter().zip(values.chunks(2)) {
+                let (Some(Value::StrList(ids)), Some(Value::Double(occupancy))) =
+                    (pair.first(), pair.get(1))
+                else {
+                    return Err(SumoError::Traci(TraciError::Malformed {
+                        command: CMD_GET_INDUCTIONLOOP_VARIABLE,
+                        what: format!("detector {det}: unexpected values {pair:?}"),
+                    }));
+                };
+                let ids: BTreeSet<String> = ids.iter().cloned().collect();
                 let before = previous.entry(det.clone()).or_default();
                 let count = ids.difference(before).count();
                 *before = ids;
-                let occupancy = client.loop_occupancy(det)?;
                 for (quantity, value, unit) in [
                     ("count", count as f64, Unit::Count),
-                    ("occupancy", occupancy, Unit::Percent),
+                    ("occupancy", *occupancy, Unit::Percent),
                 ] {
                     d.controller.on_reading(
                         &Reading {

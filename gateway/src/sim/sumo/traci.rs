@@ -376,7 +376,13 @@ impl Client {
 
     /// Sends one command and returns the whole answer message's body.
     pub fn exchange(&mut self, command: Vec<u8>) -> Result<Vec<u8>, TraciError> {
-        self.stream.write_all(&encode_message(&[command]))?;
+        self.exchange_many(&[command])
+    }
+
+    /// Sends several commands in one message and returns the whole answer message's body
+    /// (SUMO answers them in order).
+    pub fn exchange_many(&mut self, commands: &[Vec<u8>]) -> Result<Vec<u8>, TraciError> {
+        self.stream.write_all(&encode_message(commands))?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
         let total = u32::from_be_bytes(len) as usize;
@@ -426,6 +432,27 @@ impl Client {
         let mut r = Reader::new(&body, cmd);
         r.status(cmd)?;
         r.get_response(cmd, var, object)
+    }
+
+    /// Several get-variable commands `(command, variable, object)` in one round trip: their
+    /// values in order. An error answer to any of them fails the whole batch.
+    pub fn get_batch(&mut self, queries: &[(u8, u8, &str)]) -> Result<Vec<Value>, TraciError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let commands: Vec<Vec<u8>> = queries
+            .iter()
+            .map(|(c, v, o)| get_variable(*c, *v, o))
+            .collect();
+        let body = self.exchange_many(&commands)?;
+        let mut r = Reader::new(&body, queries[0].0);
+        let mut out = Vec::with_capacity(queries.len());
+        for (c, v, o) in queries {
+            r.command = *c;
+            r.status(*c)?;
+            out.push(r.get_response(*c, *v, o)?);
+        }
+        Ok(out)
     }
 
     /// A set-variable command.
@@ -670,6 +697,45 @@ mod tests {
                 .and_then(|_| r.get_response(CMD_GET_TL_VARIABLE, 0x20, "A0"));
             assert!(ok.is_err(), "cut at {cut}");
         }
+    }
+
+    /// A fake SUMO: reads one message, checks it, sends `reply` framed as a message.
+    fn fake_sumo(expect: Vec<u8>, reply: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut got = vec![0u8; expect.len()];
+            s.read_exact(&mut got).unwrap();
+            assert_eq!(got, expect);
+            s.write_all(&encode_message(&[reply])).unwrap();
+        });
+        (port, h)
+    }
+
+    #[test]
+    fn a_batch_goes_in_one_message_and_answers_decode_in_order() {
+        let q = [
+            (
+                CMD_GET_INDUCTIONLOOP_VARIABLE,
+                LAST_STEP_VEHICLE_ID_LIST,
+                "d1",
+            ),
+            (CMD_GET_INDUCTIONLOOP_VARIABLE, LAST_STEP_OCCUPANCY, "d1"),
+        ];
+        let expect = encode_message(&[
+            get_variable(q[0].0, q[0].1, q[0].2),
+            get_variable(q[1].0, q[1].1, q[1].2),
+        ]);
+        assert_eq!(&expect[..4], &[0, 0, 0, 4 + 9 + 9]);
+        let ids = Value::StrList(vec!["veh.1".into()]);
+        let mut reply = answer(q[0].0, q[0].1, "d1", &ids);
+        reply.extend(answer(q[1].0, q[1].1, "d1", &Value::Double(37.5)));
+        let (port, h) = fake_sumo(expect, reply);
+        let mut c = Client::connect(port, Duration::from_secs(5)).unwrap();
+        let v = c.get_batch(&q).unwrap();
+        assert_eq!(v, [ids, Value::Double(37.5)]);
+        h.join().unwrap();
     }
 
     #[test]
