@@ -229,6 +229,18 @@ fn citygate_sumo_runs_the_fixed_time_replay_until_the_network_is_empty() {
     let trips = std::fs::read_to_string(dir.path().join("out/run.tripinfo.xml")).unwrap();
     assert!(trips.matches("<tripinfo ").count() > 50);
 
+    // SUMO refusing to start (its output folder is missing) is reported as such, promptly
+    let e = run(
+        &RunOptions {
+            output_prefix: Some("missing/run.".into()),
+            ..opts.clone()
+        },
+        &|p| controller(ControllerKind::FixedTime, p),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("SUMO stopped"), "{e}");
+
     // a plan for another net is refused with a clear message
     let mut bad = plans.clone();
     bad.intersection[0].sumo_tls = "B7".into();

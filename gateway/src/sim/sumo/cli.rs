@@ -141,7 +141,7 @@ pub fn main(args: SumoArgs) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("citygate sumo: {e:#}");
+            eprintln!("citygate sumo: {e}");
             ExitCode::FAILURE
         }
     }

@@ -11,11 +11,8 @@ use quick_xml::Reader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Read { path: String, err: std::io::Error },
     #[error("{path}: XML error at byte {pos}: {message}")]
     Xml {
         path: String,
@@ -155,9 +152,9 @@ fn bits(s: &str) -> Vec<bool> {
 impl Net {
     pub fn load(path: &Path) -> Result<Net, NetError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| NetError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| NetError::Read {
             path: shown.clone(),
-            source,
+            err,
         })?;
         Net::parse(&text, &shown)
     }

@@ -36,11 +36,8 @@ pub const DEFAULT_MAX_GREEN_S: f64 = 60.0;
 pub enum PlanError {
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {err}")]
+    Read { path: String, err: std::io::Error },
     #[error("{path}: {message}")]
     Toml { path: String, message: String },
     #[error("{path}: {key}: {message}")]
@@ -460,9 +457,9 @@ impl PlanFile {
 
     pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+        let text = std::fs::read_to_string(path).map_err(|err| PlanError::Read {
             path: shown.clone(),
-            source,
+            err,
         })?;
         PlanFile::parse(&text, &shown)
     }

@@ -34,12 +34,15 @@ pub enum SumoError {
     Binding(#[from] BindingError),
     #[error("{path}: {message}")]
     Config { path: String, message: String },
-    #[error(
-        "cannot start SUMO ({bin}): {source}; install it with tests/sumo.sh or pass --sumo-bin"
-    )]
-    Spawn { bin: String, source: std::io::Error },
+    #[error("cannot start SUMO ({bin}): {err}; install it with tests/sumo.sh or pass --sumo-bin")]
+    Spawn { bin: String, err: std::io::Error },
     #[error("SUMO exited with {0}")]
     SumoFailed(std::process::ExitStatus),
+    #[error("SUMO stopped ({status}); see its message above ({cause})")]
+    SumoExited {
+        status: std::process::ExitStatus,
+        cause: String,
+    },
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -223,12 +226,89 @@ pub fn run(
     if let Some(p) = &opts.output_prefix {
         cmd.args(["--output-prefix", p]);
     }
-    let child = cmd.spawn().map_err(|source| SumoError::Spawn {
+    let child = cmd.spawn().map_err(|err| SumoError::Spawn {
         bin: bin.display().to_string(),
-        source,
+        err,
     })?;
     let mut sumo = SumoProcess(Some(child));
-    let mut client = Client::connect(port, Duration::from_secs(60))?;
+    let end = opts.end_s.or(cfg.end).unwrap_or(f64::INFINITY);
+    let driven_run = drive(&mut sumo, port, &mut driven, opts, end, out);
+    let (version, t, expected, steps, readings, changes) = match driven_run {
+        Ok(r) => r,
+        Err(e) => {
+            // When SUMO itself stopped (a bad option, an output folder missing), say so: its
+            // own message is on stderr above.
+            if let Some(mut child) = sumo.0.take() {
+                for _ in 0..20 {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        if !status.success() {
+                            return Err(SumoError::SumoExited {
+                                status,
+                                cause: e.to_string(),
+                            });
+                        }
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                sumo.0 = Some(child);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(mut child) = sumo.0.take() {
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(SumoError::SumoFailed(status));
+        }
+    }
+    let summary = RunSummary {
+        sumo_version: version,
+        end_time_s: t,
+        steps,
+        readings,
+        vehicles_left: expected,
+        state_changes: changes,
+        wall_s: started.elapsed().as_secs_f64(),
+    };
+    writeln!(
+        out,
+        "citygate sumo: stopped at t = {:.0} s ({} vehicles left), {} steps, {} readings, {} state changes, {:.1} s wall",
+        summary.end_time_s,
+        summary.vehicles_left,
+        summary.steps,
+        summary.readings,
+        summary.state_changes,
+        summary.wall_s
+    )?;
+    Ok(summary)
+}
+
+/// The TraCI part of a run: connect, drive every intersection each second, close.
+#[allow(clippy::type_complexity)]
+fn drive(
+    sumo: &mut SumoProcess,
+    port: u16,
+    driven: &mut [Driven],
+    opts: &RunOptions,
+    end: f64,
+    out: &mut dyn Write,
+) -> Result<(String, f64, i32, u64, u64, u64), SumoError> {
+    // SUMO opens the port once the network is loaded; give up early if it exits instead.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut client = loop {
+        match Client::connect(port, Duration::from_millis(200)) {
+            Ok(c) => break c,
+            Err(e) => {
+                if let Some(status) = sumo.0.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                    return Err(SumoError::SumoFailed(status));
+                }
+                if Instant::now() >= deadline {
+                    return Err(e.into());
+                }
+            }
+        }
+    };
     let (api, version) = client.version()?;
     writeln!(
         out,
@@ -237,7 +317,6 @@ pub fn run(
         driven.iter().map(|d| d.detectors.len()).sum::<usize>(),
         opts.seed
     )?;
-    let end = opts.end_s.or(cfg.end).unwrap_or(f64::INFINITY);
 
     let mut previous: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let (mut steps, mut readings, mut changes) = (0u64, 0u64, 0u64);
@@ -250,7 +329,7 @@ pub fn run(
         if expected == 0 || t >= end {
             break;
         }
-        for d in &mut driven {
+        for d in driven.iter_mut() {
             let queries: Vec<(u8, u8, &str)> = d
                 .detectors
                 .iter()
@@ -329,32 +408,7 @@ pub fn run(
         }
     }
     client.close()?;
-    if let Some(mut child) = sumo.0.take() {
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(SumoError::SumoFailed(status));
-        }
-    }
-    let summary = RunSummary {
-        sumo_version: version,
-        end_time_s: t,
-        steps,
-        readings,
-        vehicles_left: expected,
-        state_changes: changes,
-        wall_s: started.elapsed().as_secs_f64(),
-    };
-    writeln!(
-        out,
-        "citygate sumo: stopped at t = {:.0} s ({} vehicles left), {} steps, {} readings, {} state changes, {:.1} s wall",
-        summary.end_time_s,
-        summary.vehicles_left,
-        summary.steps,
-        summary.readings,
-        summary.state_changes,
-        summary.wall_s
-    )?;
-    Ok(summary)
+    Ok((version, t, expected, steps, readings, changes))
 }
 
 #[cfg(test)]

@@ -53,11 +53,8 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraciError {
-    #[error("TraCI connection to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("TraCI connection to {addr}: {err}")]
+    Connect { addr: String, err: std::io::Error },
     #[error("TraCI I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("TraCI: SUMO refused command 0x{command:02x} (status 0x{status:02x}): {message}")]
@@ -367,7 +364,7 @@ impl Client {
                     return Ok(Client { stream });
                 }
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(TraciError::Connect { addr, source: e })
+                    return Err(TraciError::Connect { addr, err: e })
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
