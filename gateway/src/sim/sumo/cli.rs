@@ -135,7 +135,11 @@ pub fn main(args: SumoArgs) -> ExitCode {
             tls,
             output,
             detectors,
-        }) => import(&net, &tls, &output, detectors.as_deref()).map(|s| println!("{s}")),
+        }) => import(&net, &tls, &output, detectors.as_deref()).map(|s| {
+            use std::io::Write;
+            // a closed stdout (`| head`) is not an error worth a panic
+            let _ = writeln!(std::io::stdout(), "{s}");
+        }),
         None => run_cmd(&args),
     };
     match r {

@@ -76,6 +76,9 @@ impl Connection {
 pub struct Phase {
     pub duration: f64,
     pub state: String,
+    /// Minimum and maximum duration of an actuated phase (`minDur`, `maxDur`).
+    pub min_dur: Option<f64>,
+    pub max_dur: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -275,9 +278,15 @@ impl Net {
                 }
                 b"phase" => {
                     if let Some(l) = logic.as_mut() {
+                        let opt = |name: &str| match attr(e, name.as_bytes()) {
+                            Some(_) => num(e, "phase", name).map(Some),
+                            None => Ok(None),
+                        };
                         l.phases.push(Phase {
                             duration: num(e, "phase", "duration")?,
                             state: req(e, "phase", "state")?,
+                            min_dur: opt("minDur")?,
+                            max_dur: opt("maxDur")?,
                         });
                     }
                 }

@@ -27,9 +27,10 @@ use super::net::{Net, NetError, TlsTopology};
 pub const STOP_BAR_M: f64 = 5.0;
 /// Distance of the advance detector from the stop line (m).
 pub const ADVANCE_M: f64 = 60.0;
-/// Default minimum green (s); the net's programs do not carry one.
+/// Default minimum green (s), when the program has no `minDur` (static programs).
 pub const DEFAULT_MIN_GREEN_S: f64 = 5.0;
-/// Default maximum green (s), raised to the program's longest green where that is longer.
+/// Default maximum green (s), raised to the program's longest green where that is longer;
+/// an actuated program's `maxDur` replaces it.
 pub const DEFAULT_MAX_GREEN_S: f64 = 60.0;
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +265,21 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
         };
         let green = longest_run(&durations, |k| phases[k][first] == 'G');
         sg.max_green_s = sg.max_green_s.max(green);
+        // An actuated program's minDur / maxDur on the group's green phases, when it has them.
+        let greens = || {
+            program
+                .phases
+                .iter()
+                .zip(&phases)
+                .filter(move |(_, a)| a[first] == 'G')
+                .map(|(p, _)| p)
+        };
+        if let Some(min) = greens().filter_map(|p| p.min_dur).reduce(f64::min) {
+            sg.min_green_s = min;
+        }
+        if let Some(max) = greens().filter_map(|p| p.max_dur).reduce(f64::max) {
+            sg.max_green_s = max.max(sg.min_green_s);
+        }
         sg.yellow_s = longest_run(&durations, |k| phases[k][first] == 'y');
     }
     let yellow_s = groups.iter().map(|g| g.yellow_s).fold(0.0, f64::max);
@@ -664,6 +680,23 @@ mod tests {
         assert!(e.to_string().contains("program[1]"), "{e}");
         let e = PlanFile::parse("detectors_file = 1", "p.toml").unwrap_err();
         assert!(e.to_string().starts_with("p.toml"), "{e}");
+    }
+
+    #[test]
+    fn actuated_programs_give_min_and_max_green() {
+        let text = D1.replace(
+            r#"<phase duration="31" state="GGGggrrrrrGGGggrrrrr"/>"#,
+            r#"<phase duration="31" state="GGGggrrrrrGGGggrrrrr" minDur="7" maxDur="45"/>"#,
+        );
+        assert_ne!(text, D1);
+        let net = Net::parse(&text, "d1.net.xml").unwrap();
+        let p = import(&net, &[]).unwrap().remove(0);
+        let g = |id: &str| p.signal_group.iter().find(|g| g.id == id).unwrap().clone();
+        assert_eq!((g("sg1").min_green_s, g("sg1").max_green_s), (7.0, 45.0));
+        // sg2 is green in that phase and in the 6 s protected phase without minDur
+        assert_eq!((g("sg2").min_green_s, g("sg2").max_green_s), (7.0, 45.0));
+        // the east-west groups keep the defaults
+        assert_eq!((g("sg3").min_green_s, g("sg3").max_green_s), (5.0, 60.0));
     }
 
     #[test]
