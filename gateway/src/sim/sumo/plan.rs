@@ -282,6 +282,23 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
         }
         sg.yellow_s = longest_run(&durations, |k| phases[k][first] == 'y');
     }
+    for sg in &groups {
+        let Some(&first) = sg.links.first() else {
+            continue;
+        };
+        let seq: Vec<char> = phases.iter().map(|p| p[first]).collect();
+        if seq.contains(&'G') && seq.contains(&'r') && !seq.contains(&'y') {
+            return Err(invalid(
+                format!("tlLogic {tls} (type {})", program.kind),
+                format!(
+                    "signal group {} (links {:?}) goes from green to red without a yellow phase; \
+                     import a net with a static or actuated program (NEMA programs keep their \
+                     yellow outside the phases)",
+                    sg.id, sg.links
+                ),
+            ));
+        }
+    }
     let yellow_s = groups.iter().map(|g| g.yellow_s).fold(0.0, f64::max);
     let all_red_s = longest_run(&durations, |k| {
         phases[k].iter().all(|c| !matches!(c, 'G' | 'y' | 'u'))
@@ -697,6 +714,17 @@ mod tests {
         assert_eq!((g("sg2").min_green_s, g("sg2").max_green_s), (7.0, 45.0));
         // the east-west groups keep the defaults
         assert_eq!((g("sg3").min_green_s, g("sg3").max_green_s), (5.0, 60.0));
+    }
+
+    #[test]
+    fn a_program_without_yellow_is_refused() {
+        let net = Net::parse(&D1.replace("state=\"yyy", "state=\"rrr"), "d1.net.xml").unwrap();
+        let e = import(&net, &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("sg1 (links [0, 1, 2]) goes from green to red"),
+            "{e}"
+        );
     }
 
     #[test]
