@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::control::{FixedTimeReplay, SignalController};
+use super::control::{FixedTimeReplay, SignalController, StageFixedTime};
 use super::net::Net;
 use super::plan::{self, IntersectionPlan, PlanFile};
 use super::run::{self, RunOptions};
@@ -66,12 +66,15 @@ pub enum SumoCommand {
 pub enum ControllerKind {
     /// Replays the net's own fixed-time program through the signal groups.
     FixedTime,
+    /// Fixed time from the plan's stages, yellows and intergreens.
+    Stages,
 }
 
 /// Builds the controller of one intersection.
 pub fn controller(kind: ControllerKind, plan: &IntersectionPlan) -> Box<dyn SignalController> {
     match kind {
         ControllerKind::FixedTime => Box::new(FixedTimeReplay::new(plan)),
+        ControllerKind::Stages => Box::new(StageFixedTime::new(plan)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The seam between a signal controller and SUMO: the [`SignalController`] trait (detector
 //! readings in, signal-group states out, on the simulation clock), the [`SumoBinding`] that
 //! turns group states into a SUMO state string, and [`FixedTimeReplay`], a controller that
-//! replays the net's own fixed-time program through the signal groups.
+//! replays the net's own fixed-time program through the signal groups, and [`StageFixedTime`],
+//! the same plan run from the imported stages and intergreens.
 //!
 //! SUMO tells `G` (green with priority) from `g` (green, give way). A signal-group model has
 //! only "green", so the binding decides per link: a green link shows `g` when it must give way
@@ -212,6 +213,175 @@ impl SignalController for FixedTimeReplay {
     }
 }
 
+/// A fixed-time controller built from the plan's signal-group model rather than the net's
+/// state strings: its stages in order, each for its `duration_s`, and between two stages the
+/// groups that stop show yellow for their `yellow_s`, then red, and the groups that start wait
+/// for the longest intergreen from a conflicting group that stopped (at least the yellow).
+/// On a net whose program is stage / yellow / all-red it reproduces that program, which checks
+/// that the imported stages and intergreens describe the intersection.
+#[derive(Debug, Clone)]
+pub struct StageFixedTime {
+    /// Per stage: transition into it (s), then its green (s), and the group states in both.
+    steps: Vec<StageStep>,
+    groups: Vec<String>,
+    cycle: f64,
+    start: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct StageStep {
+    /// (from transition start, state per group) breakpoints of the transition.
+    transition: Vec<(f64, Vec<SignalState>)>,
+    transition_s: f64,
+    green: Vec<SignalState>,
+    green_s: f64,
+}
+
+impl StageFixedTime {
+    pub fn new(plan: &IntersectionPlan) -> StageFixedTime {
+        let groups: Vec<String> = plan.signal_group.iter().map(|g| g.id.clone()).collect();
+        let yellow: BTreeMap<&str, f64> = plan
+            .signal_group
+            .iter()
+            .map(|g| (g.id.as_str(), g.yellow_s))
+            .collect();
+        let intergreen: BTreeMap<(&str, &str), f64> = plan
+            .intergreen
+            .iter()
+            .map(|i| ((i.from.as_str(), i.to.as_str()), i.seconds))
+            .collect();
+        let n = plan.stage.len();
+        let mut steps = Vec::with_capacity(n);
+        for k in 0..n {
+            let prev = &plan.stage[(k + n - 1) % n];
+            let cur = &plan.stage[k];
+            let is_green = |st: &super::plan::Stage, g: &str| st.green.iter().any(|x| x == g);
+            let ending: Vec<&str> = groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| is_green(prev, g) && !is_green(cur, g))
+                .collect();
+            let starting: Vec<&str> = groups
+                .iter()
+                .map(String::as_str)
+                .filter(|g| !is_green(prev, g) && is_green(cur, g))
+                .collect();
+            let mut t_len = ending
+                .iter()
+                .map(|g| yellow.get(g).copied().unwrap_or(plan.yellow_s))
+                .fold(0.0, f64::max);
+            for e in &ending {
+                for s in &starting {
+                    if let Some(ig) = intergreen.get(&(*e, *s)) {
+                        t_len = t_len.max(*ig);
+                    }
+                }
+            }
+            // breakpoints: at 0 the ending groups turn yellow; each ends its yellow after yellow_s
+            let mut cuts: Vec<f64> = vec![0.0];
+            for e in &ending {
+                let y = yellow.get(e).copied().unwrap_or(plan.yellow_s);
+                if y < t_len && !cuts.contains(&y) {
+                    cuts.push(y);
+                }
+            }
+            cuts.sort_by(f64::total_cmp);
+            let transition = cuts
+                .iter()
+                .map(|&at| {
+                    let states = groups
+                        .iter()
+                        .map(|g| {
+                            if ending.contains(&g.as_str()) {
+                                let y = yellow.get(g.as_str()).copied().unwrap_or(plan.yellow_s);
+                                if at < y {
+                                    SignalState::Yellow
+                                } else {
+                                    SignalState::Red
+                                }
+                            } else if is_green(prev, g) {
+                                SignalState::Green
+                            } else {
+                                SignalState::Red
+                            }
+                        })
+                        .collect();
+                    (at, states)
+                })
+                .collect();
+            let green = groups
+                .iter()
+                .map(|g| {
+                    if is_green(cur, g) {
+                        SignalState::Green
+                    } else {
+                        SignalState::Red
+                    }
+                })
+                .collect();
+            steps.push(StageStep {
+                transition,
+                transition_s: t_len,
+                green,
+                green_s: cur.duration_s,
+            });
+        }
+        let cycle = steps.iter().map(|s| s.transition_s + s.green_s).sum();
+        StageFixedTime {
+            steps,
+            groups,
+            cycle,
+            start: None,
+        }
+    }
+
+    pub fn cycle_s(&self) -> f64 {
+        self.cycle
+    }
+
+    fn states_at(&self, mut t: f64) -> Option<&Vec<SignalState>> {
+        for s in &self.steps {
+            if t < s.transition_s {
+                return s
+                    .transition
+                    .iter()
+                    .rev()
+                    .find(|(at, _)| *at <= t)
+                    .map(|(_, st)| st);
+            }
+            t -= s.transition_s;
+            if t < s.green_s {
+                return Some(&s.green);
+            }
+            t -= s.green_s;
+        }
+        self.steps.last().map(|s| &s.green)
+    }
+}
+
+impl SignalController for StageFixedTime {
+    fn on_reading(&mut self, _reading: &Reading, _now: f64) {}
+
+    /// Starts with the first stage's green (its transition comes at the end of the cycle).
+    fn tick(&mut self, now: f64) -> Vec<(String, SignalState)> {
+        let start = *self.start.get_or_insert(now);
+        if self.cycle <= 0.0 {
+            return Vec::new();
+        }
+        let first_transition = self.steps.first().map_or(0.0, |s| s.transition_s);
+        let t = (now - start + first_transition).rem_euclid(self.cycle);
+        match self.states_at(t) {
+            Some(states) => self
+                .groups
+                .iter()
+                .cloned()
+                .zip(states.iter().copied())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::net::{tests::D1, Net};
@@ -236,6 +406,25 @@ mod tests {
                 for dt in [0.0, p.duration_s - 1.0] {
                     let s = b.state_string(&c.tick(t + dt)).unwrap();
                     assert_eq!(s, p.state, "at {}", t + dt);
+                }
+                t += p.duration_s;
+            }
+        }
+    }
+
+    #[test]
+    fn stage_model_reproduces_the_program_second_by_second() {
+        let (plan, topo) = d1();
+        let b = SumoBinding::new(&plan, &topo).unwrap();
+        let mut c = StageFixedTime::new(&plan);
+        assert_eq!(c.cycle_s(), 90.0);
+        let mut t = 0.0;
+        for _ in 0..2 {
+            for p in &plan.program {
+                for dt in 0..p.duration_s as u32 {
+                    let now = t + f64::from(dt);
+                    let s = b.state_string(&c.tick(now)).unwrap();
+                    assert_eq!(s, p.state, "at {now}");
                 }
                 t += p.duration_s;
             }
