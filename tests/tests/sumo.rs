@@ -11,11 +11,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use citygate::sim::sumo::cli::{controller, ControllerKind};
+use citygate::sim::sumo::control::SignalController;
 use citygate::sim::sumo::net::Net;
 use citygate::sim::sumo::plan::PlanFile;
 use citygate::sim::sumo::run::{run, RunOptions};
 use citygate::sim::sumo::traci::Client;
+use citygate_protocols::signal::SignalState;
+use citygate_protocols::Reading;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -181,6 +186,48 @@ fn traci_client_steps_reads_and_sets_a_traffic_light() {
     assert!(child.wait().unwrap().success());
 }
 
+/// What the controller was given, summed: vehicles counted on stop-bar and advance loops,
+/// the occupancy range, and the times seen.
+#[derive(Default, Debug)]
+struct Seen {
+    stop_count: f64,
+    advance_count: f64,
+    occupancy_min: f64,
+    occupancy_max: f64,
+    last_time: f64,
+    out_of_order: u32,
+}
+
+struct Recorder {
+    inner: Box<dyn SignalController>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl SignalController for Recorder {
+    fn on_reading(&mut self, r: &Reading, now: f64) {
+        let mut s = self.seen.lock().unwrap();
+        assert_eq!(r.time, now);
+        if now < s.last_time {
+            s.out_of_order += 1;
+        }
+        s.last_time = now;
+        match (r.quantity.as_str(), r.sensor.ends_with("/stop")) {
+            ("count", true) => s.stop_count += r.value,
+            ("count", false) => s.advance_count += r.value,
+            ("occupancy", _) => {
+                s.occupancy_min = s.occupancy_min.min(r.value);
+                s.occupancy_max = s.occupancy_max.max(r.value);
+            }
+            (q, _) => panic!("unexpected quantity {q}"),
+        }
+        drop(s);
+        self.inner.on_reading(r, now);
+    }
+    fn tick(&mut self, now: f64) -> Vec<(String, SignalState)> {
+        self.inner.tick(now)
+    }
+}
+
 #[test]
 fn citygate_sumo_runs_the_fixed_time_replay_until_the_network_is_empty() {
     let Some(bin) = sumo() else { return };
@@ -201,9 +248,15 @@ fn citygate_sumo_runs_the_fixed_time_replay_until_the_network_is_empty() {
         end_s: None,
     };
     let mut log = Vec::new();
+    let seen = Arc::new(Mutex::new(Seen::default()));
     let s = run(
         &opts,
-        &|p| controller(ControllerKind::FixedTime, p),
+        &|p| {
+            Box::new(Recorder {
+                inner: controller(ControllerKind::FixedTime, p),
+                seen: Arc::clone(&seen),
+            })
+        },
         &mut log,
     )
     .unwrap();
@@ -227,7 +280,29 @@ fn citygate_sumo_runs_the_fixed_time_replay_until_the_network_is_empty() {
         );
     }
     let trips = std::fs::read_to_string(dir.path().join("out/run.tripinfo.xml")).unwrap();
-    assert!(trips.matches("<tripinfo ").count() > 50);
+    let vehicles = trips.matches("<tripinfo ").count() as f64;
+    assert!(vehicles > 50.0);
+    // every vehicle crosses one stop-bar loop and one advance loop on its way in, once
+    let seen_now = seen.lock().unwrap();
+    assert_eq!(seen_now.out_of_order, 0);
+    assert!(
+        (seen_now.stop_count - vehicles).abs() <= 0.02 * vehicles,
+        "{seen_now:?} vs {vehicles} vehicles"
+    );
+    assert!(
+        (seen_now.advance_count - vehicles).abs() <= 0.02 * vehicles,
+        "{seen_now:?} vs {vehicles} vehicles"
+    );
+    assert!(
+        seen_now.occupancy_min >= 0.0 && seen_now.occupancy_max <= 100.0,
+        "{seen_now:?}"
+    );
+    assert!(
+        seen_now.occupancy_max > 50.0,
+        "queues stand on the stop-bar loops: {seen_now:?}"
+    );
+    eprintln!("readings seen: {seen_now:?} for {vehicles} vehicles");
+    drop(seen_now);
 
     // SUMO refusing to start (its output folder is missing) is reported as such, promptly
     let e = run(
