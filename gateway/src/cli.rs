@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: std::net::SocketAddr,
     },
+    /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
+    Sumo(crate::sim::sumo::cli::SumoArgs),
 }
 
 /// Parses the command line and runs it.
@@ -70,6 +72,9 @@ pub fn main() -> ExitCode {
         }
         Command::Status { config } => return print_status(config),
         _ => {}
+    }
+    if let Command::Sumo(args) = cli.command {
+        return crate::sim::sumo::cli::main(args);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -130,7 +135,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let _ = sim.await;
             r
         }
-        Command::Check { .. } | Command::Status { .. } => Ok(()),
+        Command::Check { .. } | Command::Status { .. } | Command::Sumo(_) => Ok(()),
     }
 }
 
