@@ -215,13 +215,7 @@ impl tokio_modbus::server::Service for SimService {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
+pub use crate::free_port;
 
 /// A tokio-modbus TCP server that can be killed and restarted on the same port.
 pub struct TcpSim {
@@ -611,20 +605,9 @@ impl Collector {
     }
 }
 
-/// CRC-16/MODBUS of `data`, as sent on the wire (low byte first).
+/// CRC-16/MODBUS of `data`, as sent on the wire (low byte first): the firmware's own.
 pub fn crc16(data: &[u8]) -> [u8; 2] {
-    let mut crc: u16 = 0xFFFF;
-    for b in data {
-        crc ^= u16::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc.to_le_bytes()
+    citygate_firmware::modbus::crc::crc16(data).to_le_bytes()
 }
 
 /// A hand-written RTU slave on `path` answering FC 03 for `unit` from `bank`, breaking its
