@@ -133,8 +133,20 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         path: data_dir.clone(),
         source,
     })?;
-    let outbox = Arc::new(Outbox::open(&data_dir.join("outbox"), &gw, &cfg.outbox)?);
+    let (outbox, set_aside) = Outbox::open_or_set_aside(
+        &data_dir.join("outbox"),
+        &gw,
+        &cfg.outbox,
+        epoch_now() as u64,
+    )?;
+    let outbox = Arc::new(outbox);
     let stats = Arc::new(Stats::default());
+    let _ = stats
+        .outbox
+        .set((Arc::clone(&outbox.counters), outbox.max_bytes()));
+    if let Some(aside) = set_aside {
+        report_set_aside(&outbox, &aside);
+    }
     stats
         .outbox_depth
         .store(outbox.len() as u64, Ordering::Relaxed);
@@ -201,6 +213,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             data_dir: data_dir.clone(),
         },
     ));
+    tokio::spawn(outbox_upkeep(Arc::clone(&outbox), uplink_rx.clone()));
     let uplink_task = tokio::spawn(uplink::run(
         UplinkParams {
             url: uplink_url.clone(),
@@ -250,6 +263,75 @@ impl Gateway {
     }
 }
 
+/// Logs a damaged outbox that was set aside at start and reports it on the uplink as an
+/// `outbox_set_aside` event.
+fn report_set_aside(outbox: &Outbox, aside: &crate::outbox::SetAside) {
+    tracing::error!(
+        "outbox was damaged ({}); kept it at {} and started a fresh one",
+        aside.reason,
+        aside.path.display()
+    );
+    let event = Event {
+        kind: "outbox_set_aside".into(),
+        source: aside.path.display().to_string(),
+        message: format!(
+            "damaged outbox kept at {}, a fresh one started: {}",
+            aside.path.display(),
+            aside.reason
+        ),
+        time: epoch_now(),
+    };
+    let t = topic::format(
+        outbox.gateway(),
+        &Topic::Event {
+            kind: event.kind.clone(),
+        },
+    );
+    if let Err(e) = outbox.append(&t, Body::Event(event)) {
+        tracing::error!("outbox_set_aside event not stored: {e}");
+    }
+}
+
+/// Once a second until `stop`: removes records whose class's time-to-live passed, and reopens
+/// the outbox after a disk error (e.g. a full disk), off the async threads.
+async fn outbox_upkeep(outbox: Arc<Outbox>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let ob = Arc::clone(&outbox);
+        let done = tokio::task::spawn_blocking(move || {
+            let expired = ob.expire(crate::outbox::now_ms());
+            let recovered = ob.recover();
+            (expired, recovered)
+        })
+        .await;
+        match done {
+            Ok((expired, recovered)) => {
+                match expired {
+                    Ok(n) if n.iter().any(|c| *c > 0) => tracing::warn!(
+                        "outbox: time-to-live passed for {} alerts, {} events, {} summaries; removed",
+                        n[0],
+                        n[1],
+                        n[2]
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("outbox expiry: {e}"),
+                }
+                match recovered {
+                    Ok(true) => tracing::warn!("outbox reopened after a disk error"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!("outbox still failing after a disk error: {e}"),
+                }
+            }
+            Err(e) => tracing::error!("outbox upkeep task failed: {e}"),
+        }
+    }
+}
+
 /// The pure rules one gateway runs on every reading.
 struct Rules {
     summarizer: Summarizer,
@@ -278,7 +360,14 @@ impl Sinks {
                 citygate_protocols::Class::Event => &self.stats.events_out,
                 citygate_protocols::Class::Summary => &self.stats.summaries_out,
             }),
-            Err(e) => tracing::error!("{} record not stored: {e}", class.as_str()),
+            // Counted in the outbox status; logged once per 1000 so a full disk does not
+            // also fill the log.
+            Err(e) => {
+                let n = Stats::inc_get(&self.stats.records_not_stored);
+                if n == 1 || n.is_multiple_of(1000) {
+                    tracing::error!("{} record not stored ({n} so far): {e}", class.as_str());
+                }
+            }
         }
         self.wake.notify_one();
     }

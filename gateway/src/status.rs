@@ -4,6 +4,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::outbox::{OutboxCounters, OutboxStatus};
+
 /// Live counters of one gateway, shared by its tasks.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -35,11 +37,20 @@ pub struct Stats {
     pub commands_accepted: AtomicU64,
     /// Downlink commands refused (see the `command_rejected` events and the log).
     pub commands_rejected: AtomicU64,
+    /// Records the rules could not store in the outbox (refused when full, disk errors).
+    pub records_not_stored: AtomicU64,
+    /// The outbox's counters and byte budget, once the outbox is open.
+    pub outbox: std::sync::OnceLock<(std::sync::Arc<OutboxCounters>, u64)>,
 }
 
 impl Stats {
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Increments and returns the new value.
+    pub fn inc_get(counter: &AtomicU64) -> u64 {
+        counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -60,6 +71,12 @@ impl Stats {
             actions_out: g(&self.actions_out),
             actions_failed: g(&self.actions_failed),
             hazards: self.hazards.lock().map(|h| h.clone()).unwrap_or_default(),
+            records_not_stored: g(&self.records_not_stored),
+            outbox: self
+                .outbox
+                .get()
+                .map(|(c, max)| c.status(*max))
+                .unwrap_or_default(),
         }
     }
 }
@@ -82,13 +99,16 @@ pub struct Snapshot {
     pub actions_out: u64,
     pub actions_failed: u64,
     pub hazards: String,
+    pub records_not_stored: u64,
+    /// Outbox depth and bytes per class, evictions, expiries, disk errors.
+    pub outbox: OutboxStatus,
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {} | uplink {} (delivered {}, reconnects {})",
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {})",
             self.readings_in,
             self.malformed,
             self.late,
@@ -96,10 +116,32 @@ impl fmt::Display for Snapshot {
             self.alerts_out,
             if self.hazards.is_empty() { String::new() } else { format!(" [{}]", self.hazards) },
             self.outbox_depth,
+            outbox_losses(&self.outbox),
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,
         )
+    }
+}
+
+/// ` (evicted 3, expired 1, disk errors 2)` when any of those happened, else empty.
+fn outbox_losses(o: &OutboxStatus) -> String {
+    let sum = |c: &crate::outbox::ClassCounts| c.alerts + c.events + c.summaries;
+    let parts: Vec<String> = [
+        ("evicted", sum(&o.evicted)),
+        ("expired", sum(&o.expired)),
+        ("refused", sum(&o.refused)),
+        ("disk errors", o.disk_errors),
+        ("set aside", o.set_aside),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k} {n}"))
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 

@@ -28,7 +28,8 @@ use crate::backoff::Backoff;
 use crate::commands::Downlink;
 use crate::config::UplinkConfig;
 use crate::mqtt::BrokerUrl;
-use crate::outbox::{Key, Outbox};
+use crate::outbox::drain::TokenBucket;
+use crate::outbox::{now_ms, Key, Outbox};
 use crate::status::Stats;
 use crate::tls::UplinkSecurity;
 
@@ -285,6 +286,7 @@ fn on_command(
 }
 
 /// Hands outbox records to the client, highest class first, while the connection has room.
+/// Summaries and events are paced by the drain limiter (`outbox.drain_per_s`); alerts are not.
 async fn feed(
     client: AsyncClient,
     link: Arc<Mutex<Link>>,
@@ -293,11 +295,14 @@ async fn feed(
     max_inflight: usize,
 ) {
     let mut durable_up_to = 0u64;
+    let mut bucket = TokenBucket::new(outbox.drain_per_s(), now_ms());
+    let mut pause = Duration::from_millis(250);
     loop {
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+        pause = Duration::from_millis(250);
         // Publish only what a crash cannot take back.
         let appended_up_to = outbox.next_seq().saturating_sub(1);
         if appended_up_to > durable_up_to {
@@ -317,31 +322,53 @@ async fn feed(
         }
         'classes: for class in Class::ALL {
             while l.inflight < max_inflight {
-                let room = max_inflight - l.inflight;
+                let mut room = max_inflight - l.inflight;
+                let paced = class != Class::Alert;
+                if paced {
+                    room = bucket.take(room, now_ms());
+                    if room == 0 {
+                        pause = Duration::from_millis(bucket.wait_ms(now_ms()).clamp(1, 250));
+                        break 'classes;
+                    }
+                }
                 let cursor = l.cursor[usize::from(class.rank())];
                 let batch = match outbox.pending_after(class, cursor, room) {
                     Ok(b) => b,
                     Err(e) => {
+                        if paced {
+                            bucket.give_back(room);
+                        }
                         tracing::error!("outbox read failed: {e}");
                         break 'classes;
                     }
                 };
                 if batch.is_empty() {
+                    if paced {
+                        bucket.give_back(room);
+                    }
                     break;
                 }
+                let mut sent = 0;
+                let mut halted = false;
                 for rec in batch {
-                    if rec.key.seq > durable_up_to {
-                        break 'classes;
-                    }
-                    if client
-                        .try_publish(&rec.topic, QoS::AtLeastOnce, false, rec.payload)
-                        .is_err()
+                    if rec.key.seq > durable_up_to
+                        || client
+                            .try_publish(&rec.topic, QoS::AtLeastOnce, false, rec.payload)
+                            .is_err()
                     {
-                        break 'classes;
+                        halted = true;
+                        break;
                     }
                     l.order.push_back(Some(rec.key));
                     l.cursor[usize::from(class.rank())] = rec.key.seq;
                     l.inflight += 1;
+                    sent += 1;
+                }
+                if paced {
+                    bucket.give_back(room - sent);
+                }
+                if halted {
+                    break 'classes;
                 }
             }
         }

@@ -178,6 +178,29 @@ pub struct OutboxConfig {
     /// Alerts are always flushed before they are published.
     #[serde(default = "default_flush_every_ms")]
     pub flush_every_ms: u64,
+    /// Budget of stored records (keys and values), in bytes; 0: no limit. When a new record
+    /// would exceed it, the oldest summaries, then events, are evicted; alerts never are.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// `[outbox.ttl_s]`: time-to-live per class; absent: records of that class never expire.
+    #[serde(default)]
+    pub ttl_s: TtlConfig,
+    /// Records published per second at most when draining a backlog (a token bucket holding
+    /// one second's worth); 0: no limit. Alerts are not paced.
+    #[serde(default = "default_drain_per_s")]
+    pub drain_per_s: u32,
+}
+
+/// `[outbox.ttl_s]`: seconds a record of each class may wait for delivery.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlConfig {
+    #[serde(default)]
+    pub alerts: Option<u64>,
+    #[serde(default)]
+    pub events: Option<u64>,
+    #[serde(default)]
+    pub summaries: Option<u64>,
 }
 
 const fn default_cache_capacity() -> u64 {
@@ -188,11 +211,22 @@ const fn default_flush_every_ms() -> u64 {
     200
 }
 
+const fn default_max_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+
+const fn default_drain_per_s() -> u32 {
+    500
+}
+
 impl Default for OutboxConfig {
     fn default() -> Self {
         OutboxConfig {
             cache_capacity_bytes: default_cache_capacity(),
             flush_every_ms: default_flush_every_ms(),
+            max_bytes: default_max_bytes(),
+            ttl_s: TtlConfig::default(),
+            drain_per_s: default_drain_per_s(),
         }
     }
 }

@@ -780,3 +780,65 @@ fn readme_documents_every_hazard_key() {
         path.display()
     );
 }
+
+#[test]
+fn outbox_limits_parse_take_their_defaults_and_are_validated() {
+    let c = ok(GATEWAY);
+    assert_eq!(c.outbox.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.outbox.drain_per_s, 500);
+    assert_eq!(
+        (
+            c.outbox.ttl_s.alerts,
+            c.outbox.ttl_s.events,
+            c.outbox.ttl_s.summaries
+        ),
+        (None, None, None)
+    );
+    let c = ok(&format!(
+        "{GATEWAY}[outbox]\nmax_bytes = 0\ndrain_per_s = 0\nttl_s = {{ summaries = 60, events = 3600 }}\n"
+    ));
+    assert_eq!((c.outbox.max_bytes, c.outbox.drain_per_s), (0, 0));
+    assert_eq!(c.outbox.ttl_s.summaries, Some(60));
+    assert_eq!(c.outbox.ttl_s.events, Some(3600));
+    let text = errors(&format!(
+        "{GATEWAY}[outbox]\nmax_bytes = 1000\n\n[outbox.ttl_s]\nsummaries = 0\nalerts = 99999999\n"
+    ));
+    assert!(
+        text.contains("outbox.max_bytes: max_bytes must be 0 (no limit) or at least 65536"),
+        "{text}"
+    );
+    assert!(
+        text.contains("outbox.ttl_s.summaries: ttl_s.summaries must be in 1..=31622400"),
+        "{text}"
+    );
+    assert!(text.contains("outbox.ttl_s.alerts"), "{text}");
+    let text = errors(&format!("{GATEWAY}[outbox.ttl_s]\nwarnings = 5\n"));
+    assert!(text.contains("warnings"), "{text}");
+}
+
+#[test]
+fn readme_documents_every_outbox_key() {
+    let readme = std::fs::read_to_string(config_dir().join("README.md")).unwrap();
+    let start = readme.find("\n## `[outbox]`").expect("an [outbox] section");
+    let section = &readme[start + 1..];
+    let section = section[1..]
+        .find("\n## ")
+        .map_or(section, |e| &section[..e + 1]);
+    for key in [
+        "cache_capacity_bytes",
+        "flush_every_ms",
+        "max_bytes",
+        "drain_per_s",
+        "ttl_s",
+    ] {
+        assert!(
+            section
+                .lines()
+                .any(|l| l.starts_with(&format!("| `{key}` |"))),
+            "config/README.md [outbox] has no row for `{key}`"
+        );
+    }
+    for class in ["ttl_s.alerts", "ttl_s.events", "ttl_s.summaries"] {
+        assert!(section.contains(class), "README does not name {class}");
+    }
+}

@@ -23,6 +23,10 @@ pub const MIN_CACHE_CAPACITY_BYTES: u64 = 64 * 1024;
 pub const MAX_CACHE_CAPACITY_BYTES: u64 = 1024 * 1024 * 1024;
 /// Longest background flush period of the outbox.
 pub const MAX_FLUSH_EVERY_MS: u64 = 60_000;
+/// Smallest outbox byte budget (other than 0, no limit).
+pub const MIN_OUTBOX_MAX_BYTES: u64 = 64 * 1024;
+/// Longest time-to-live of an outbox class: one year.
+pub const MAX_TTL_S: u64 = 366 * 86_400;
 /// Shortest uplink keep-alive.
 pub const MIN_KEEP_ALIVE_S: u16 = 5;
 /// Longest uplink client id.
@@ -399,6 +403,31 @@ impl Config {
                     o.flush_every_ms
                 ),
             );
+        }
+        if o.max_bytes != 0 && o.max_bytes < MIN_OUTBOX_MAX_BYTES {
+            r.push(
+                "outbox.max_bytes",
+                format!(
+                    "max_bytes must be 0 (no limit) or at least {MIN_OUTBOX_MAX_BYTES} (64 KiB), not {}",
+                    o.max_bytes
+                ),
+            );
+        }
+        for (name, ttl) in [
+            ("alerts", o.ttl_s.alerts),
+            ("events", o.ttl_s.events),
+            ("summaries", o.ttl_s.summaries),
+        ] {
+            if let Some(t) = ttl {
+                if !(1..=MAX_TTL_S).contains(&t) {
+                    r.push(
+                        format!("outbox.ttl_s.{name}"),
+                        format!(
+                            "ttl_s.{name} must be in 1..={MAX_TTL_S} seconds (one year), not {t}"
+                        ),
+                    );
+                }
+            }
         }
     }
 
