@@ -6,5 +6,7 @@ pub mod drain;
 pub mod limits;
 mod store;
 
+#[cfg(test)]
+mod model_tests;
 
 pub use store::*;

@@ -75,7 +75,7 @@ pub struct Stored {
 
 /// Stored value (format 2): 0xA5, storage time (u64 ms, big endian), topic length (u16, big
 /// endian), topic, envelope JSON.
-fn encode_value(topic: &str, payload: &[u8], stored_ms: u64) -> Vec<u8> {
+pub(super) fn encode_value(topic: &str, payload: &[u8], stored_ms: u64) -> Vec<u8> {
     let t = topic.as_bytes();
     let len = u16::try_from(t.len()).unwrap_or(u16::MAX);
     let mut v = Vec::with_capacity(11 + t.len() + payload.len());
@@ -327,6 +327,20 @@ fn open_sled(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Error> {
     }
 }
 
+/// [`open_sled`], retried for up to two seconds while the lock is still held: sled releases
+/// its file lock only when its background flusher, which outlives the last handle briefly, ends.
+fn open_sled_released(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match open_sled(dir, cfg) {
+            Err(e) if lock_error(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// What a full scan at open finds.
 struct Scan {
     next_seq: u64,
@@ -409,6 +423,20 @@ impl Outbox {
             carry: Mutex::new(Vec::new()),
             counters,
         })
+    }
+
+    /// [`Outbox::open`] of a store this process just dropped: waits up to two seconds for
+    /// sled to release its lock.
+    pub fn reopen(dir: &Path, gateway: &str, cfg: &OutboxConfig) -> Result<Outbox, OutboxError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match Outbox::open(dir, gateway, cfg) {
+                Err(OutboxError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Opens the outbox like [`Outbox::open`], but a damaged or unreadable store is renamed to
@@ -540,7 +568,7 @@ impl Outbox {
         };
         self.counters.appended.fetch_add(1, Ordering::Relaxed);
         self.counters.depth.fetch_add(1, Ordering::Relaxed);
-        if class == Class::Alert {
+        if class == Class::Alert || self.cfg.flush_every_ms == 0 {
             self.flush()?;
         }
         Ok(key)
@@ -639,7 +667,7 @@ impl Outbox {
             // Dropping the last handles releases sled's file lock.
             drop(old);
         }
-        let fresh = open_sled(&self.dir, &self.cfg).map_err(|e| {
+        let fresh = open_sled_released(&self.dir, &self.cfg).map_err(|e| {
             self.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
             OutboxError::Storage(e)
         })?;
@@ -798,13 +826,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = OutboxConfig::default();
         {
-            let ob = Outbox::open(dir.path(), "gw", &cfg).unwrap();
+            let ob = Outbox::reopen(dir.path(), "gw", &cfg).unwrap();
             assert_eq!(ob.append("t/s", summary(1)).unwrap().seq, 1);
             assert_eq!(ob.append("t/e", event(2)).unwrap().seq, 2);
             assert_eq!(ob.append("t/s", summary(3)).unwrap().seq, 3);
             ob.flush().unwrap();
         }
-        let ob = Outbox::open(dir.path(), "gw", &cfg).unwrap();
+        let ob = Outbox::reopen(dir.path(), "gw", &cfg).unwrap();
         let all: Vec<_> = ob.all().unwrap().iter().map(|s| s.key.seq).collect();
         assert_eq!(all, vec![2, 1, 3]);
         let env = Envelope::from_json(&ob.all().unwrap()[1].payload).unwrap();
@@ -819,7 +847,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = OutboxConfig::default();
         {
-            let ob = Outbox::open(dir.path(), "gw", &cfg).unwrap();
+            let ob = Outbox::reopen(dir.path(), "gw", &cfg).unwrap();
             let a = ob.append("t/s", summary(1)).unwrap();
             let b = ob.append("t/s", summary(2)).unwrap();
             ob.ack(a).unwrap();
@@ -829,14 +857,14 @@ mod tests {
             assert_eq!(ob.counters.acked.load(Ordering::Relaxed), 2);
             ob.flush().unwrap();
         }
-        let ob = Outbox::open(dir.path(), "gw", &cfg).unwrap();
+        let ob = Outbox::reopen(dir.path(), "gw", &cfg).unwrap();
         assert_eq!(ob.append("t/s", summary(3)).unwrap().seq, 3);
     }
 
     #[test]
     fn pending_after_pages_through_a_class() {
         let dir = tempfile::tempdir().unwrap();
-        let ob = Outbox::open(dir.path(), "gw", &OutboxConfig::default()).unwrap();
+        let ob = Outbox::reopen(dir.path(), "gw", &OutboxConfig::default()).unwrap();
         for n in 0..10 {
             ob.append("t/s", summary(n)).unwrap();
         }
@@ -880,7 +908,7 @@ mod tests {
     #[test]
     fn the_byte_budget_evicts_oldest_summaries_then_events_and_never_alerts() {
         let dir = tempfile::tempdir().unwrap();
-        let ob = Outbox::open(&dir.path().join("o"), "gw", &cfg(0)).unwrap();
+        let ob = Outbox::reopen(&dir.path().join("o"), "gw", &cfg(0)).unwrap();
         for n in 1..=6 {
             ob.append_at("t/s", summary(n), 0).unwrap();
         }
@@ -892,7 +920,7 @@ mod tests {
         // The same records under a budget with a little room to spare.
         let dir = tempfile::tempdir().unwrap();
         let max = ten + 16;
-        let ob = Outbox::open(dir.path(), "gw", &cfg(max)).unwrap();
+        let ob = Outbox::reopen(dir.path(), "gw", &cfg(max)).unwrap();
         for n in 1..=6 {
             ob.append_at("t/s", summary(n), 0).unwrap();
         }
@@ -960,7 +988,7 @@ mod tests {
         // The running accounting matches what a fresh open counts.
         ob.flush().unwrap();
         drop(ob);
-        let again = Outbox::open(dir.path(), "gw", &cfg(0)).unwrap();
+        let again = Outbox::reopen(dir.path(), "gw", &cfg(0)).unwrap();
         assert_eq!(again.counters.bytes.total(), st.bytes);
         assert_eq!(again.len(), 32);
     }
@@ -971,7 +999,7 @@ mod tests {
         let mut c = cfg(0);
         c.ttl_s.summaries = Some(10);
         c.ttl_s.events = Some(100);
-        let ob = Outbox::open(dir.path(), "gw", &c).unwrap();
+        let ob = Outbox::reopen(dir.path(), "gw", &c).unwrap();
         ob.append_at("t/s", summary(1), 1_000).unwrap();
         ob.append_at("t/e", event(2), 1_000).unwrap();
         ob.append_at("t/a", alert(3), 1_000).unwrap();
@@ -1045,7 +1073,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("outbox");
         {
-            let ob = Outbox::open(&dir, "gw", &cfg(0)).unwrap();
+            let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
             for n in 0..50 {
                 ob.append("t/s", summary(n)).unwrap();
             }
@@ -1056,7 +1084,7 @@ mod tests {
             .iter()
             .map(|p| std::fs::read(p).unwrap())
             .collect();
-        let strict = Outbox::open(&dir, "gw", &cfg(0));
+        let strict = Outbox::reopen(&dir, "gw", &cfg(0));
         assert!(strict.is_err(), "a garbled store must not open silently");
         let (ob, aside) = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 1_700_000_000).unwrap();
         let aside = aside.expect("the damage is reported");
@@ -1078,7 +1106,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("outbox");
         {
-            let ob = Outbox::open(&dir, "gw", &cfg(0)).unwrap();
+            let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
             ob.append("t/s", summary(1)).unwrap();
             let guard = ob.store.read().unwrap();
             let t = &guard.as_ref().unwrap().tree;
@@ -1086,7 +1114,7 @@ mod tests {
             drop(guard);
             ob.flush().unwrap();
         }
-        let e = Outbox::open(&dir, "gw", &cfg(0)).unwrap_err();
+        let e = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap_err();
         assert!(matches!(e, OutboxError::Damaged { .. }), "{e}");
         let (_ob, aside) = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 5).unwrap();
         let aside = aside.unwrap();
@@ -1099,7 +1127,7 @@ mod tests {
     fn a_store_in_use_by_another_process_is_an_error_not_damage() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("outbox");
-        let _first = Outbox::open(&dir, "gw", &cfg(0)).unwrap();
+        let _first = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
         let e = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 5).unwrap_err();
         assert!(matches!(e, OutboxError::Locked { .. }), "{e}");
         assert!(e.to_string().contains("another gateway"), "{e}");
@@ -1116,7 +1144,7 @@ mod tests {
     fn recover_reopens_and_keeps_every_record() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("outbox");
-        let ob = Outbox::open(&dir, "gw", &cfg(0)).unwrap();
+        let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
         for n in 1..=5 {
             ob.append("t/s", summary(n)).unwrap();
         }
