@@ -3,6 +3,7 @@
 //! field readings.
 
 pub mod modbus;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};

@@ -521,7 +521,8 @@ impl Outbox {
             let env = Envelope::new(self.gateway.as_str(), seq, body);
             let key = Key { class, seq };
             let value = encode_value(topic, &env.to_json(), now_ms);
-            let incoming = limits::record_bytes(value.len());
+            let value_len = value.len();
+            let incoming = limits::record_bytes(value_len);
             let used = self.counters.bytes.total();
             let max = self.cfg.max_bytes;
             let mut evict_error = None;
@@ -557,17 +558,23 @@ impl Outbox {
                     });
                 }
             }
-            self.with_tree(|t| {
-                t.insert(META_SEQ, &(seq + 1).to_be_bytes())?;
-                t.insert(key.to_bytes(), value)
-            })?;
-            *next = seq + 1;
+            // Counted before the record becomes visible, so that an ack racing in right
+            // after the insert always finds it counted.
             self.counters.bytes.add(class, incoming);
             self.counters.depth_by_class.add(class, 1);
+            self.counters.depth.fetch_add(1, Ordering::Relaxed);
+            let inserted = self.with_tree(|t| {
+                t.insert(META_SEQ, &(seq + 1).to_be_bytes())?;
+                t.insert(key.to_bytes(), value)
+            });
+            if let Err(e) = inserted {
+                self.removed(class, value_len);
+                return Err(e);
+            }
+            *next = seq + 1;
             key
         };
         self.counters.appended.fetch_add(1, Ordering::Relaxed);
-        self.counters.depth.fetch_add(1, Ordering::Relaxed);
         if class == Class::Alert || self.cfg.flush_every_ms == 0 {
             self.flush()?;
         }
