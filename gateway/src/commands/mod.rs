@@ -1,7 +1,7 @@
 //! Downlink commands from the platform: the versioned, Ed25519-signed command envelope
 //! (`envelope`), its pure verifier with expiry, clock skew and replay protection (`verify`),
 //! and the shell that turns a received publish into a result message, an event and a command
-//! for the rest of the gateway (`downlink`).
+//! for the rest of the gateway (`downlink`), and what an accepted command asks for (`action`).
 //!
 //! # The envelope (version 1)
 //!
@@ -57,11 +57,13 @@
 //! which the command is refused as expired anyway; at most `replay_capacity` nonces are kept,
 //! and when that many unexpired commands are remembered, new ones are refused (fail closed).
 
+pub mod action;
 pub mod base64;
 pub mod downlink;
 pub mod envelope;
 pub mod verify;
 
+pub use action::{Action, ActionError};
 pub use downlink::{Downlink, Outcome};
 pub use envelope::{signed_bytes, Command, ENVELOPE_VERSION, MAX_COMMAND_BYTES};
 pub use verify::{Reason, Rejection, Verifier, VerifierError};
