@@ -482,7 +482,14 @@ async fn a_full_disk_is_counted_survived_and_recovered_from_when_space_returns()
     let st = gw.stats.snapshot();
     eprintln!("readings published {published}; after recovery: {st}");
     let produced = gw.outbox.counters.appended.load(Ordering::Relaxed);
-    account("disk full", &collector.snapshot(), produced, 0);
+    let got = collector.snapshot();
+    account("disk full", &got, produced, 0);
+    // The platform is told that the outbox had disk errors.
+    assert!(
+        got.envelopes.iter().any(|e| matches!(&e.body,
+            citygate_protocols::Body::Event(ev) if ev.kind == "outbox_disk_errors")),
+        "no outbox_disk_errors event"
+    );
     // The status file is written again.
     assert!(eventually(Duration::from_secs(5), || StatusFile::read(&data).is_ok()).await);
     gw.shutdown().await;

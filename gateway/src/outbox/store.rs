@@ -115,6 +115,18 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs blocking outbox work (an append that flushes to disk) from async code without
+/// stalling the other tasks of that runtime thread: through `block_in_place` on a multi-thread
+/// runtime, directly elsewhere.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox {path}: cannot open: {source}")]
