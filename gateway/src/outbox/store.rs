@@ -1121,6 +1121,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_outbox_path_is_set_aside_not_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("outbox");
+        // Something that is not a sled store at all where the outbox should be.
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let e = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap_err();
+        assert!(e.to_string().contains("outbox"), "{e}");
+        let (ob, aside) = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 7).unwrap();
+        let aside = aside.unwrap();
+        assert_eq!(std::fs::read(&aside.path).unwrap(), b"not a directory");
+        assert!(dir.is_dir());
+        assert!(ob.is_empty());
+    }
+
+    #[test]
     fn a_record_that_does_not_decode_is_damage_not_a_wipe() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("outbox");
