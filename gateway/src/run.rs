@@ -322,13 +322,40 @@ async fn outbox_upkeep(outbox: Arc<Outbox>, mut stop: watch::Receiver<bool>) {
                     Err(e) => tracing::debug!("outbox expiry: {e}"),
                 }
                 match recovered {
-                    Ok(true) => tracing::warn!("outbox reopened after a disk error"),
+                    Ok(true) => crate::outbox::blocking(|| report_recovered(&outbox)),
                     Ok(false) => {}
                     Err(e) => tracing::error!("outbox still failing after a disk error: {e}"),
                 }
             }
             Err(e) => tracing::error!("outbox upkeep task failed: {e}"),
         }
+    }
+}
+
+/// Logs that the outbox works again after disk errors, and tells the platform with an
+/// `outbox_disk_errors` event: records may have been refused meanwhile.
+fn report_recovered(outbox: &Outbox) {
+    let st = outbox.status();
+    let message = format!(
+        "outbox reopened after {} disk errors (reopened {} times so far); records the gateway \
+         could not store meanwhile are counted in records_not_stored",
+        st.disk_errors, st.reopened
+    );
+    tracing::warn!("{message}");
+    let event = Event {
+        kind: "outbox_disk_errors".into(),
+        source: outbox.gateway().to_string(),
+        message,
+        time: epoch_now(),
+    };
+    let t = topic::format(
+        outbox.gateway(),
+        &Topic::Event {
+            kind: event.kind.clone(),
+        },
+    );
+    if let Err(e) = outbox.append(&t, Body::Event(event)) {
+        tracing::error!("outbox_disk_errors event not stored: {e}");
     }
 }
 
@@ -351,10 +378,8 @@ struct Sinks {
 impl Sinks {
     fn store(&self, topic: Topic, body: Body) {
         let class = body.class();
-        match self
-            .outbox
-            .append(&topic::format(&self.gateway, &topic), body)
-        {
+        let t = topic::format(&self.gateway, &topic);
+        match crate::outbox::blocking(|| self.outbox.append(&t, body)) {
             Ok(_) => Stats::inc(match class {
                 citygate_protocols::Class::Alert => &self.stats.alerts_out,
                 citygate_protocols::Class::Event => &self.stats.events_out,

@@ -278,7 +278,7 @@ fn on_command(
                 kind: ev.kind.clone(),
             },
         );
-        match outbox.append(&t, citygate_protocols::Body::Event(ev)) {
+        match crate::outbox::blocking(|| outbox.append(&t, citygate_protocols::Body::Event(ev))) {
             Ok(_) => Stats::inc(&stats.events_out),
             Err(e) => tracing::error!("command refusal event not stored: {e}"),
         }

@@ -1,14 +1,14 @@
 //! Model-based property test of the outbox: random sequences of append (per class), ack,
-//! flush, crash (the files copied as they are on disk, without a flush, and opened again) and
-//! clean reopen, under a small byte budget that forces evictions, checked against a simple
-//! in-memory model.
+//! flush, crash (the files copied as they are on disk, without a flush, and opened again),
+//! clean reopen and clock ticks (time-to-live expiry), under a small byte budget that forces
+//! evictions, checked against a simple in-memory model.
 //!
 //! Within one process lifetime the store must equal the model exactly. A crash may keep or
 //! lose what changed since the last flush, nothing else: every record that was on disk at the
 //! last flush and not removed since is still there; nothing acknowledged (or evicted) before
 //! the last flush comes back; nothing that was never appended appears; a sequence number that
-//! was ever on disk is never handed out again. Losses are only counted evictions of
-//! summaries and events.
+//! was ever on disk is never handed out again. Losses are only counted evictions and expiries
+//! of summaries and events.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,8 @@ use super::Outbox;
 use crate::config::OutboxConfig;
 
 const BUDGET: u64 = 4000;
+const TTL_SUMMARIES_S: u64 = 6;
+const TTL_EVENTS_S: u64 = 15;
 const T: u64 = 1_700_000_000_000;
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ enum Op {
     Flush,
     Crash,
     Reopen,
+    /// The clock moves on by this many seconds and expired records are removed.
+    Tick(u8),
 }
 
 /// Operations with class weights drawn per run, so that some runs fill the budget with
@@ -46,6 +50,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
             1 => Just(Op::Flush),
             1 => Just(Op::Crash),
             1 => Just(Op::Reopen),
+            1 => (0u8..8).prop_map(Op::Tick),
         ];
         proptest::collection::vec(op, 1..120)
     })
@@ -84,6 +89,11 @@ fn cfg() -> OutboxConfig {
         max_bytes: BUDGET,
         // No background flush in practice: the test decides what is durable.
         flush_every_ms: 60_000,
+        ttl_s: crate::config::TtlConfig {
+            alerts: None,
+            events: Some(TTL_EVENTS_S),
+            summaries: Some(TTL_SUMMARIES_S),
+        },
         ..OutboxConfig::default()
     }
 }
@@ -107,6 +117,7 @@ struct Rec {
     class: Class,
     bytes: u64,
     payload: Vec<u8>,
+    stored_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +134,8 @@ struct Model {
     evicted: [u64; 3],
     /// Evictions the model expects (this lifetime), by class rank.
     expect_evicted: [u64; 3],
+    /// Expiries the model expects (this lifetime), by class rank.
+    expect_expired: [u64; 3],
 }
 
 impl Model {
@@ -157,6 +170,25 @@ impl Model {
             }
         }
         class == Class::Alert || self.used() + bytes <= BUDGET
+    }
+
+    /// Removes what outlived its class's time-to-live at `now_ms`.
+    fn expire(&mut self, now_ms: u64) {
+        let ttl = |c: Class| match c {
+            Class::Alert => None,
+            Class::Event => Some(TTL_EVENTS_S * 1000),
+            Class::Summary => Some(TTL_SUMMARIES_S * 1000),
+        };
+        let dead: Vec<(u64, Class)> = self
+            .live
+            .iter()
+            .filter(|(_, r)| ttl(r.class).is_some_and(|t| now_ms - r.stored_ms >= t))
+            .map(|(s, r)| (*s, r.class))
+            .collect();
+        for (s, c) in dead {
+            self.live.remove(&s);
+            self.expect_expired[usize::from(c.rank())] += 1;
+        }
     }
 
     fn flushed(&mut self) {
@@ -204,6 +236,11 @@ fn check_exact(ob: &Outbox, m: &Model) {
             m.expect_evicted[r],
             "{class:?} evictions counted"
         );
+        assert_eq!(
+            ob.counters.expired.get(class),
+            m.expect_expired[r],
+            "{class:?} expiries counted"
+        );
     }
     assert_eq!(ob.counters.evicted.get(Class::Alert), 0);
 }
@@ -242,6 +279,7 @@ fn run(ops: Vec<Op>) {
     let mut dir: PathBuf = root.path().join("g0");
     let mut ob = Outbox::open(&dir, "gw", &cfg()).unwrap();
     let mut m = Model::default();
+    let mut now = T;
     for op in ops {
         match op {
             Op::Append(class, n) => {
@@ -249,9 +287,9 @@ fn run(ops: Vec<Op>) {
                 let seq = ob.next_seq();
                 assert!(!m.ever_durable.contains(&seq), "sequence {seq} reused");
                 let payload = Envelope::new("gw", seq, b.clone()).to_json();
-                let bytes = limits::record_bytes(encode_value("t", &payload, T).len());
+                let bytes = limits::record_bytes(encode_value("t", &payload, now).len());
                 let fits = m.make_room(class, bytes);
-                match ob.append_at("t", b, T) {
+                match ob.append_at("t", b, now) {
                     Ok(key) => {
                         assert!(fits, "stored a {class:?} the model refuses");
                         assert_eq!(key.seq, seq);
@@ -259,6 +297,7 @@ fn run(ops: Vec<Op>) {
                             class,
                             bytes,
                             payload,
+                            stored_ms: now,
                         };
                         m.live.insert(seq, rec.clone());
                         m.since_flush.insert(seq, rec);
@@ -281,6 +320,20 @@ fn run(ops: Vec<Op>) {
                     // A second PUBACK for the same record is harmless.
                     ob.ack(super::Key { class, seq }).unwrap();
                     m.live.remove(&seq);
+                }
+                check_exact(&ob, &m);
+            }
+            Op::Tick(secs) => {
+                now += u64::from(secs) * 1000;
+                let before = m.expect_expired;
+                let n = ob.expire(now).unwrap();
+                m.expire(now);
+                for r in 0..3 {
+                    assert_eq!(
+                        n[r],
+                        m.expect_expired[r] - before[r],
+                        "expired by class {r}"
+                    );
                 }
                 check_exact(&ob, &m);
             }
@@ -330,6 +383,7 @@ fn run(ops: Vec<Op>) {
                     .collect();
                 m.flushed();
                 m.expect_evicted = [0; 3];
+                m.expect_expired = [0; 3];
             }
         }
     }

@@ -115,6 +115,18 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Runs blocking outbox work (an append that flushes to disk) from async code without
+/// stalling the other tasks of that runtime thread: through `block_in_place` on a multi-thread
+/// runtime, directly elsewhere.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox {path}: cannot open: {source}")]
@@ -1106,6 +1118,21 @@ mod tests {
         assert!(ob.is_empty());
         assert_eq!(ob.status().set_aside, 1);
         assert_eq!(ob.append("t/s", summary(1)).unwrap().seq, 1);
+    }
+
+    #[test]
+    fn an_unreadable_outbox_path_is_set_aside_not_deleted() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("outbox");
+        // Something that is not a sled store at all where the outbox should be.
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let e = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap_err();
+        assert!(e.to_string().contains("outbox"), "{e}");
+        let (ob, aside) = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 7).unwrap();
+        let aside = aside.unwrap();
+        assert_eq!(std::fs::read(&aside.path).unwrap(), b"not a directory");
+        assert!(dir.is_dir());
+        assert!(ob.is_empty());
     }
 
     #[test]
