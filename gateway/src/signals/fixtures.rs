@@ -152,3 +152,17 @@ pub fn crossroads_with(controller: &str) -> Intersection {
         Err(e) => panic!("{e:?}"),
     }
 }
+
+/// The shipped four-stage example (`config/examples/intersection-four-stage.toml`): twelve
+/// signal groups including pedestrians, loaded through the config loader.
+pub fn four_stage() -> Intersection {
+    let text = include_str!("../../../config/examples/intersection-four-stage.toml");
+    let cfg = match crate::config::load_str(text, "intersection-four-stage.toml") {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    match Intersection::from_config(&cfg.intersection[0]) {
+        Ok(m) => m,
+        Err(e) => panic!("{e:?}"),
+    }
+}

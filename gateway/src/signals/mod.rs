@@ -8,6 +8,7 @@
 pub mod config;
 pub mod controller;
 pub mod model;
+pub mod safety;
 
 pub use config::IntersectionConfig;
 pub use controller::{Controller, Decision, DetectorSample, PlannedFlow, View};
