@@ -5,8 +5,11 @@
 //! pure and deterministic with time passed in; `run.rs` feeds readings and actuates.
 //! See `docs/signals.md`.
 
+pub mod actuated;
 pub mod config;
 pub mod controller;
+pub mod fixed_time;
+pub mod max_pressure;
 pub mod model;
 pub mod safety;
 
