@@ -84,6 +84,8 @@ pub struct FixedTime {
     /// Per detector: it counted something this period while not faulty.
     faulty_seen: Vec<bool>,
     reason: String,
+    /// A new timing not yet reported as a plan change.
+    changed: Option<String>,
 }
 
 impl FixedTime {
@@ -103,6 +105,7 @@ impl FixedTime {
             },
             last_y: y,
             faulty_seen: vec![false; model.detectors.len()],
+            changed: None,
         }
     }
 
@@ -144,7 +147,15 @@ impl FixedTime {
             };
             y.push(v);
         }
-        self.timing = webster(m, &y);
+        let timing = webster(m, &y);
+        let rounded = |t: &Timing| {
+            t.greens_s
+                .iter()
+                .map(|g| g.round() as i64)
+                .collect::<Vec<_>>()
+        };
+        let changed = rounded(&timing) != rounded(&self.timing);
+        self.timing = timing;
         self.reason = format!(
             "Webster over {:.0} s: Y = {:.2}, cycle {:.0} s, greens {}",
             period,
@@ -158,6 +169,9 @@ impl FixedTime {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        if changed {
+            self.changed = Some(self.reason.clone());
+        }
         self.last_y = y;
         self.flows.counts.iter_mut().for_each(|c| *c = 0.0);
         self.faulty_seen.iter_mut().for_each(|f| *f = false);
@@ -205,6 +219,10 @@ impl Controller for FixedTime {
         } else {
             Decision::Hold
         }
+    }
+
+    fn take_plan_change(&mut self) -> Option<String> {
+        self.changed.take()
     }
 
     fn explain(&self) -> String {

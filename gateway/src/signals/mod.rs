@@ -8,9 +8,12 @@
 pub mod actuated;
 pub mod config;
 pub mod controller;
+pub mod faults;
 pub mod fixed_time;
 pub mod max_pressure;
 pub mod model;
+pub mod queue_model;
+pub mod runtime;
 pub mod safety;
 
 pub use config::IntersectionConfig;
