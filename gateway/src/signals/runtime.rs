@@ -710,8 +710,7 @@ mod tests {
             "{fault:?}"
         );
         assert_eq!(
-            fault.time,
-            1401.0,
+            fault.time, 1401.0,
             "occupied from 1100 s: more than 300 s at 1401 s"
         );
         let st = rt.status(1419.0);
