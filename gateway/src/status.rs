@@ -33,6 +33,8 @@ pub struct Stats {
     pub actions_failed: AtomicU64,
     /// One line on the hazard groups, e.g. `flood: warning (incident 1700000123)`.
     pub hazards: std::sync::Mutex<String>,
+    /// Every signalised intersection: stage, controller, last decision.
+    pub signals: std::sync::Mutex<Vec<crate::signals::runtime::IntersectionStatus>>,
     /// Downlink commands that passed verification.
     pub commands_accepted: AtomicU64,
     /// Downlink commands refused (see the `command_rejected` events and the log).
@@ -77,6 +79,7 @@ impl Stats {
                 .get()
                 .map(|(c, max)| c.status(*max))
                 .unwrap_or_default(),
+            signals: self.signals.lock().map(|s| s.clone()).unwrap_or_default(),
         }
     }
 }
@@ -102,6 +105,7 @@ pub struct Snapshot {
     pub records_not_stored: u64,
     /// Outbox depth and bytes per class, evictions, expiries, disk errors.
     pub outbox: OutboxStatus,
+    pub signals: Vec<crate::signals::runtime::IntersectionStatus>,
 }
 
 impl fmt::Display for Snapshot {
@@ -120,7 +124,32 @@ impl fmt::Display for Snapshot {
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,
-        )
+        )?;
+        // one line per intersection: stage, controller, field controller, last decision
+        for i in &self.signals {
+            write!(
+                f,
+                "\n  {}: stage {}{} {} s | {}{} | field {} {} | {}",
+                i.id,
+                i.stage,
+                if i.in_transition { " (intergreen)" } else { "" },
+                i.green_for_s,
+                i.controller,
+                if i.faulty_detectors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [faulty: {}]", i.faulty_detectors.join(", "))
+                },
+                if i.field_mode.is_empty() {
+                    "-"
+                } else {
+                    &i.field_mode
+                },
+                i.field_stage,
+                i.reason,
+            )?;
+        }
+        Ok(())
     }
 }
 
