@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::actions::{self, LocalPublish};
-use crate::commands::{Command, Downlink, Verifier, VerifierError};
+use crate::commands::{Action, Command, Downlink, Verifier, VerifierError};
 use crate::config::{BrokerConfig, Config};
 use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
@@ -66,9 +66,6 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// The Modbus field buses, for writes (signal control, alert actions).
     pub modbus: Option<sources::modbus::ModbusHandle>,
-    /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys,
-    /// or after it was taken).
-    pub commands: Option<mpsc::Receiver<Command>>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     ingest: JoinHandle<()>,
@@ -209,6 +206,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             summarizer: Summarizer::new(cfg.summaries.window_s),
             hazard,
             signals,
+            commands,
         },
         Sinks {
             outbox: Arc::clone(&outbox),
@@ -240,7 +238,6 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         stats,
         outbox,
         modbus,
-        commands,
         stop_ingest,
         stop_uplink,
         ingest,
@@ -371,6 +368,40 @@ struct Rules {
     hazard: Option<HazardEngine>,
     /// Signalised intersections (adaptive control, see `signals`).
     signals: Signals,
+    /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys).
+    commands: Option<mpsc::Receiver<Command>>,
+}
+
+/// The next verified command (pending forever without a downlink).
+async fn next_command(rx: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Carries out one verified command and reports the outcome on the uplink as a
+/// `command_applied` or `command_failed` event naming the command's nonce.
+fn apply_command(signals: &mut Signals, sinks: &Sinks, cmd: &Command, now: f64) {
+    let outcome = Action::from_command(cmd)
+        .map_err(|e| (String::from("-"), e.to_string()))
+        .and_then(|a| {
+            let source = a.intersection().to_string();
+            signals
+                .apply(&a, now)
+                .map(|done| (source.clone(), done))
+                .map_err(|e| (source, e))
+        });
+    let (kind, source, message) = match outcome {
+        Ok((source, done)) => ("command_applied", source, done),
+        Err((source, why)) => ("command_failed", source, why),
+    };
+    sinks.event(Event {
+        kind: kind.into(),
+        source,
+        message: format!("{} ({}): {message}", cmd.name, cmd.nonce),
+        time: now,
+    });
 }
 
 /// Where rule outputs go.
@@ -523,6 +554,7 @@ async fn rules_task(
                 }
             }
             Some(e) = events.recv() => sinks.event(e),
+            Some(c) = next_command(&mut rules.commands) => apply_command(&mut rules.signals, &sinks, &c, epoch_now()),
             (i, result) = rules.signals.next_result() => {
                 rules.signals.on_result(i, result, epoch_now());
             }

@@ -12,6 +12,7 @@ use super::config::IntersectionConfig;
 use super::model::{Actuation, Intersection};
 use super::runtime::{controller_for, IntersectionRuntime, IntersectionStatus};
 use crate::actions::LocalPublish;
+use crate::commands::Action;
 use crate::sources::modbus::{ModbusWriter, Write};
 
 /// Commands waiting for the actuation task; when full, a tick's command is skipped (the next
@@ -28,6 +29,8 @@ struct Job {
 pub struct Signals {
     runtimes: Vec<IntersectionRuntime>,
     in_flight: Vec<bool>,
+    /// By intersection: the plan a `plan_override` command runs and when it ends.
+    overrides: Vec<Option<(String, f64)>>,
     jobs: Option<mpsc::Sender<Job>>,
     results: mpsc::Receiver<(usize, Result<(), String>)>,
 }
@@ -81,6 +84,7 @@ impl Signals {
         };
         Ok(Signals {
             in_flight: vec![false; runtimes.len()],
+            overrides: vec![None; runtimes.len()],
             runtimes,
             jobs,
             results,
@@ -114,11 +118,51 @@ impl Signals {
         }
     }
 
+    /// A platform command (`plan_override`, `plan_release`), carried out through the same
+    /// safety supervisor as everything else. Returns what was done, or why not.
+    pub fn apply(&mut self, action: &Action, now: f64) -> Result<String, String> {
+        let id = action.intersection();
+        let i = self
+            .runtimes
+            .iter()
+            .position(|r| r.model().id == id)
+            .ok_or_else(|| format!("no intersection `{id}`"))?;
+        let (rt, slot) = (&mut self.runtimes[i], &mut self.overrides[i]);
+        match action {
+            Action::PlanOverride {
+                plan, duration_s, ..
+            } => {
+                if let Some((old, _)) = slot.take() {
+                    if &old != plan {
+                        rt.set_plan(&old, false, now)?;
+                    }
+                }
+                rt.set_plan(plan, true, now)?;
+                *slot = Some((plan.clone(), now + *duration_s as f64));
+                Ok(format!("plan `{plan}` runs for {duration_s} s"))
+            }
+            Action::PlanRelease { .. } => match slot.take() {
+                Some((plan, _)) => {
+                    rt.set_plan(&plan, false, now)?;
+                    Ok(format!("plan `{plan}` released"))
+                }
+                None => Err("no plan override is running".into()),
+            },
+        }
+    }
+
     /// The 1 s tick: every runtime ticks; Modbus commands go to the actuation task; returns
     /// the events and the MQTT stage commands to publish.
     pub fn tick(&mut self, now: f64) -> (Vec<Event>, Vec<LocalPublish>) {
         let mut events = Vec::new();
         let mut publish = Vec::new();
+        for (rt, slot) in self.runtimes.iter_mut().zip(&mut self.overrides) {
+            if let Some((plan, _)) = slot.take_if(|(_, until)| now >= *until) {
+                if let Err(e) = rt.set_plan(&plan, false, now) {
+                    tracing::error!("plan override: {e}");
+                }
+            }
+        }
         for (i, rt) in self.runtimes.iter_mut().enumerate() {
             let out = rt.tick(now);
             if out.stage_changed {
@@ -219,5 +263,81 @@ async fn actuate(
         if results.send((job.intersection, r)).await.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signals::fixtures::{parse, CROSSROADS};
+
+    fn signals() -> Signals {
+        match Signals::start(&[parse(CROSSROADS)], None) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn plan_of(s: &Signals) -> Option<String> {
+        s.runtimes[0].plan().map(str::to_string)
+    }
+
+    #[test]
+    fn a_plan_override_runs_its_plan_until_it_expires() {
+        let mut s = signals();
+        let over = Action::PlanOverride {
+            intersection: "int-1".into(),
+            plan: "flood-detour".into(),
+            duration_s: 30,
+        };
+        assert_eq!(
+            s.apply(&over, 100.0),
+            Ok("plan `flood-detour` runs for 30 s".into())
+        );
+        s.tick(101.0);
+        assert_eq!(plan_of(&s).as_deref(), Some("flood-detour"));
+        s.tick(129.0);
+        assert_eq!(plan_of(&s).as_deref(), Some("flood-detour"));
+        s.tick(130.0);
+        assert_eq!(plan_of(&s), None, "the override ends at its expiry");
+    }
+
+    #[test]
+    fn release_ends_an_override_and_bad_targets_are_named() {
+        let mut s = signals();
+        let release = Action::PlanRelease {
+            intersection: "int-1".into(),
+        };
+        assert_eq!(
+            s.apply(&release, 1.0),
+            Err("no plan override is running".into())
+        );
+        let unknown_plan = Action::PlanOverride {
+            intersection: "int-1".into(),
+            plan: "parade".into(),
+            duration_s: 30,
+        };
+        assert!(s
+            .apply(&unknown_plan, 1.0)
+            .unwrap_err()
+            .contains("no plan `parade`"));
+        let unknown_int = Action::PlanRelease {
+            intersection: "int-9".into(),
+        };
+        assert_eq!(
+            s.apply(&unknown_int, 1.0),
+            Err("no intersection `int-9`".into())
+        );
+        let over = Action::PlanOverride {
+            intersection: "int-1".into(),
+            plan: "flood-detour".into(),
+            duration_s: 600,
+        };
+        assert!(s.apply(&over, 2.0).is_ok());
+        assert_eq!(
+            s.apply(&release, 3.0),
+            Ok("plan `flood-detour` released".into())
+        );
+        assert_eq!(plan_of(&s), None);
     }
 }
