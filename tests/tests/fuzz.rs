@@ -9,11 +9,13 @@
 //! | `citygate::commands::Verifier::verify` | anything that can publish on the command topic |
 //! | `citygate::config::load_str` | the operator's config file |
 //!
-//! Modbus frames are not fuzzed here yet (the Modbus code is on another branch).
+//! Modbus frames are fuzzed beside their decoder (`firmware/tests/modbus_fuzz.rs`: the RTU slave
+//! on arbitrary bytes) and in `modbus_faults.rs` (garbage and truncated answers to the poller).
 //!
-//! The number of cases per property comes from `CITYGATE_FUZZ_CASES` (default
-//! [`DEFAULT_CASES`], about 20 s for the whole file in a debug build on two cores). The
-//! payload-size tests at the end check what a 10 MB publish does to a running gateway.
+//! Each property runs for a fixed time: `CITYGATE_FUZZ_SECONDS` per property (default
+//! [`DEFAULT_SECONDS`]), in batches of [`BATCH`] random cases with a fresh seed, at least one
+//! batch; the number of cases run is printed. The payload-size tests at the end check what a
+//! 10 MB publish does to a running gateway.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -30,22 +32,35 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{json, Value};
 
-/// Cases per property when `CITYGATE_FUZZ_CASES` is not set.
-pub const DEFAULT_CASES: u32 = 8000;
+/// Seconds per property when `CITYGATE_FUZZ_SECONDS` is not set.
+pub const DEFAULT_SECONDS: f64 = 4.0;
+/// Cases per batch; a property runs whole batches until its time is up.
+pub const BATCH: u32 = 500;
 
-fn cases() -> u32 {
-    std::env::var("CITYGATE_FUZZ_CASES")
+/// Runs `test` on random values of `strategy` for the fixed time, and fails on the first
+/// failing case (shrunk).
+fn fuzz<S: Strategy>(strategy: &S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
+    let budget = std::env::var("CITYGATE_FUZZ_SECONDS")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES)
-}
-
-fn runner() -> TestRunner {
-    TestRunner::new(PropConfig {
-        cases: cases(),
-        failure_persistence: None,
-        ..PropConfig::default()
-    })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(DEFAULT_SECONDS);
+    let start = Instant::now();
+    let mut cases = 0u64;
+    loop {
+        let mut runner = TestRunner::new(PropConfig {
+            cases: BATCH,
+            failure_persistence: None,
+            ..PropConfig::default()
+        });
+        if let Err(e) = runner.run(strategy, &test) {
+            panic!("{e}");
+        }
+        cases += u64::from(BATCH);
+        if start.elapsed().as_secs_f64() >= budget {
+            break;
+        }
+    }
+    eprintln!("{cases} cases in {:.1} s", start.elapsed().as_secs_f64());
 }
 
 const NOW: f64 = 1_700_000_000.0;
@@ -168,18 +183,16 @@ fn router() -> Router {
 
 #[test]
 fn senml_decoder_never_panics() {
-    runner()
-        .run(&senml_pack(), |bytes| {
-            if let Ok(pack) = senml::decode(&bytes) {
-                if let Ok(readings) = senml::readings(&pack, NOW) {
-                    for r in readings {
-                        prop_assert!(r.value.is_finite() && r.time.is_finite());
-                    }
+    fuzz(&senml_pack(), |bytes| {
+        if let Ok(pack) = senml::decode(&bytes) {
+            if let Ok(readings) = senml::readings(&pack, NOW) {
+                for r in readings {
+                    prop_assert!(r.value.is_finite() && r.time.is_finite());
                 }
             }
-            Ok(())
-        })
-        .unwrap();
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -201,17 +214,15 @@ fn mqtt_router_never_panics() {
                 |(a, t)| serde_json::to_vec(&json!({"a": [0, a], "t": t})).unwrap_or_default()
             ),
     ];
-    runner()
-        .run(&(topic, payload), |(topic, payload)| {
-            if let Ok(readings) = router.decode(&topic, &payload, NOW) {
-                for r in readings {
-                    prop_assert!(r.value.is_finite(), "{r:?}");
-                    prop_assert!(r.time.is_finite() && r.time >= 0.0, "{r:?}");
-                }
+    fuzz(&(topic, payload), |(topic, payload)| {
+        if let Ok(readings) = router.decode(&topic, &payload, NOW) {
+            for r in readings {
+                prop_assert!(r.value.is_finite(), "{r:?}");
+                prop_assert!(r.time.is_finite() && r.time >= 0.0, "{r:?}");
             }
-            Ok(())
-        })
-        .unwrap();
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -222,14 +233,12 @@ fn topic_parser_never_panics() {
         proptest::collection::vec(any::<u8>(), 0..80)
             .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ];
-    runner()
-        .run(&t, |text| {
-            if let Ok((gw, parsed)) = topic::parse(&text) {
-                prop_assert_eq!(topic::format(&gw, &parsed), text);
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz(&t, |text| {
+        if let Ok((gw, parsed)) = topic::parse(&text) {
+            prop_assert_eq!(topic::format(&gw, &parsed), text);
+        }
+        Ok(())
+    });
 }
 
 fn keypair() -> Ed25519KeyPair {
@@ -297,21 +306,19 @@ fn command_verifier_refuses_everything_not_signed_as_is() {
     // once (every later variant is a replay).
     let v = std::cell::RefCell::new(verifier(&k));
     let accepted = std::cell::Cell::new(0u32);
-    runner()
-        .run(&input, |bytes| {
-            if let Ok(cmd) = v.borrow_mut().verify(&bytes, now) {
-                accepted.set(accepted.get() + 1);
-                prop_assert_eq!(
-                    &cmd,
-                    &genuine,
-                    "accepted a forged command: {}",
-                    String::from_utf8_lossy(&bytes)
-                );
-                prop_assert_eq!(accepted.get(), 1, "accepted a replay");
-            }
-            Ok(())
-        })
-        .unwrap();
+    fuzz(&input, |bytes| {
+        if let Ok(cmd) = v.borrow_mut().verify(&bytes, now) {
+            accepted.set(accepted.get() + 1);
+            prop_assert_eq!(
+                &cmd,
+                &genuine,
+                "accepted a forged command: {}",
+                String::from_utf8_lossy(&bytes)
+            );
+            prop_assert_eq!(accepted.get(), 1, "accepted a replay");
+        }
+        Ok(())
+    });
     // A megabyte of garbage is refused on its size, before any parsing.
     let big = vec![b'['; 1 << 20];
     let t = Instant::now();
@@ -367,18 +374,16 @@ fn config_loader_never_panics() {
             .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
     ];
     let env = |name: &str| (name == "X").then(|| "\"]\n[evil]\nk=1".to_string());
-    runner()
-        .run(&text, |text| {
-            let r = config::load_str_with_env(&text, "fuzz.toml", &env);
-            if let Err(e) = r {
-                // Every error names the file and a position.
-                for line in e.to_string().lines() {
-                    prop_assert!(line.starts_with("fuzz.toml:"), "{line}");
-                }
+    fuzz(&text, |text| {
+        let r = config::load_str_with_env(&text, "fuzz.toml", &env);
+        if let Err(e) = r {
+            // Every error names the file and a position.
+            for line in e.to_string().lines() {
+                prop_assert!(line.starts_with("fuzz.toml:"), "{line}");
             }
-            Ok(())
-        })
-        .unwrap();
+        }
+        Ok(())
+    });
     // Deep nesting is refused, not a stack overflow.
     for deep in [
         format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)),
