@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod rules;
 pub mod run;
 pub mod secret;
+pub mod signals;
 pub mod sim;
 pub mod sources;
 pub mod status;

@@ -1,0 +1,2 @@
+//! Signal control (placeholder until the signals contract lands from SIG).
+pub mod lookahead;
