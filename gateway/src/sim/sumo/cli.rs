@@ -68,6 +68,8 @@ pub enum ControllerKind {
     FixedTime,
     /// Fixed time from the plan's stages, yellows and intergreens.
     Stages,
+    /// Look-ahead (interim sequencer).
+    LookAhead,
 }
 
 /// Builds the controller of one intersection.
@@ -75,6 +77,7 @@ pub fn controller(kind: ControllerKind, plan: &IntersectionPlan) -> Box<dyn Sign
     match kind {
         ControllerKind::FixedTime => Box::new(FixedTimeReplay::new(plan)),
         ControllerKind::Stages => Box::new(StageFixedTime::new(plan)),
+        ControllerKind::LookAhead => Box::new(super::interim::Interim::new(plan)),
     }
 }
 

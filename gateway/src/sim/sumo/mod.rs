@@ -4,6 +4,7 @@
 //! with a controller every simulated second ([`run`]). [`cli`] holds the `citygate sumo` arguments.
 pub mod cli;
 pub mod control;
+pub mod interim;
 pub mod net;
 pub mod plan;
 pub mod run;

@@ -25,8 +25,12 @@ use super::net::{Net, NetError, TlsTopology};
 
 /// Distance of the stop-bar detector from the stop line (m).
 pub const STOP_BAR_M: f64 = 5.0;
-/// Distance of the advance detector from the stop line (m).
+/// Shortest distance of the advance detector from the stop line (m).
 pub const ADVANCE_M: f64 = 60.0;
+/// The advance detector sits this many seconds of travel at the lane's speed limit before the
+/// stop line (when that is farther than [`ADVANCE_M`]), so that a look-ahead controller sees
+/// arrivals that long ahead. It does not go past an upstream traffic light.
+pub const ADVANCE_TRAVEL_S: f64 = 10.0;
 /// Default minimum green (s), when the program has no `minDur` (static programs).
 pub const DEFAULT_MIN_GREEN_S: f64 = 5.0;
 /// Default maximum green (s), raised to the program's longest green where that is longer;
@@ -382,24 +386,23 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
     })
 }
 
-/// Finds (lane, pos) points `distance` metres upstream of the end of `lane`, following
-/// feeding lanes back up to 4 lanes when `lane` is shorter.
-fn upstream_points(net: &Net, lane: &str, distance: f64, depth: usize) -> Vec<(String, f64)> {
+/// Finds (lane, pos, distance reached) points `distance` metres upstream of the end of `lane`,
+/// following feeding lanes (not through traffic lights) back up to 4 lanes when `lane` is
+/// shorter; where the chain ends first, the point is the start of its first lane.
+fn upstream_points(net: &Net, lane: &str, distance: f64, depth: usize) -> Vec<(String, f64, f64)> {
     let Some(l) = net.lane(lane) else {
         return Vec::new();
     };
     if l.length >= distance {
-        return vec![(lane.to_string(), l.length - distance)];
-    }
-    if depth == 0 {
-        return vec![(lane.to_string(), 0.0)];
+        return vec![(lane.to_string(), l.length - distance, distance)];
     }
     let ups = net.upstream_lanes(lane);
-    if ups.is_empty() {
-        return vec![(lane.to_string(), 0.0)];
+    if depth == 0 || ups.is_empty() {
+        return vec![(lane.to_string(), 0.0, l.length)];
     }
     ups.iter()
         .flat_map(|u| upstream_points(net, u, distance - l.length, depth - 1))
+        .map(|(id, pos, d)| (id, pos, d + l.length))
         .collect()
 }
 
@@ -417,12 +420,19 @@ fn place_detectors(net: &Net, tls: &str, groups: &[SignalGroup]) -> Vec<Detector
         }
     }
     let mut out: Vec<Detector> = Vec::new();
-    for (kind, distance, name) in [
-        (DetectorKind::StopBar, STOP_BAR_M, "stop"),
-        (DetectorKind::Advance, ADVANCE_M, "advance"),
+    for (kind, name) in [
+        (DetectorKind::StopBar, "stop"),
+        (DetectorKind::Advance, "advance"),
     ] {
         for (lane, gs) in &lanes {
-            for (at, pos) in upstream_points(net, lane, distance, 4) {
+            let distance = match kind {
+                DetectorKind::StopBar => STOP_BAR_M,
+                DetectorKind::Advance => {
+                    let speed = net.lane(lane).map_or(0.0, |l| l.speed);
+                    (speed * ADVANCE_TRAVEL_S).max(ADVANCE_M)
+                }
+            };
+            for (at, pos, reached) in upstream_points(net, lane, distance, 4) {
                 let id = format!("{tls}/{at}/{name}");
                 match out.iter_mut().find(|d| d.id == id) {
                     Some(d) => {
@@ -437,7 +447,7 @@ fn place_detectors(net: &Net, tls: &str, groups: &[SignalGroup]) -> Vec<Detector
                         kind,
                         lane: at,
                         pos_m: (pos * 100.0).round() / 100.0,
-                        distance_m: distance,
+                        distance_m: (reached * 100.0).round() / 100.0,
                         groups: gs.iter().cloned().collect(),
                     }),
                 }
@@ -650,8 +660,8 @@ mod tests {
         let d = stop.iter().find(|d| d.lane == "top0A0.240.00_0").unwrap();
         assert_eq!(d.pos_m, 39.0);
         assert_eq!(d.id, "A0/top0A0.240.00_0/stop");
-        // the turn-lane section is 44 m: advance detectors sit 16 m before the end of the
-        // 2-lane edge upstream, one per lane
+        // advance: 10 s at 13.89 m/s = 138.9 m; the turn-lane section is 44 m, so they sit
+        // 94.9 m before the end of the 2-lane edge upstream, one per lane
         let adv: Vec<&Detector> = p
             .detector
             .iter()
@@ -661,7 +671,8 @@ mod tests {
         let net = Net::parse(D1, "d1.net.xml").unwrap();
         for a in &adv {
             let len = net.lane(&a.lane).unwrap().length;
-            assert!((len - a.pos_m - 16.0).abs() < 0.01, "{a:?} on {len}");
+            assert!((len - a.pos_m - 94.9).abs() < 0.01, "{a:?} on {len}");
+            assert!((a.distance_m - 138.9).abs() < 0.01, "{a:?}");
         }
         let xml = detectors_xml(std::slice::from_ref(&p));
         assert!(xml.contains(
