@@ -45,6 +45,10 @@ pub struct Config {
     pub hazard: Option<crate::rules::hazard::config::HazardConfig>,
     #[serde(default)]
     pub commands: CommandsConfig,
+    /// `[[intersection]]`: signalised intersections under adaptive control (see
+    /// `signals::config`).
+    #[serde(default)]
+    pub intersection: Vec<crate::signals::IntersectionConfig>,
 }
 
 /// `[gateway]`: identity and storage.

@@ -645,7 +645,7 @@ fn check_accepts_the_demo_config() {
     assert_eq!(
         check(&path),
         (
-            format!("OK: {} (gateway gw-demo, 2 sources)", path.display()),
+            format!("OK: {} (gateway gw-demo, 6 sources)", path.display()),
             true
         )
     );

@@ -311,7 +311,72 @@ impl Config {
         }
         self.validate_uplink_security(&mut r);
         self.validate_commands(&mut r);
+        self.validate_intersections(&mut r);
         r.0
+    }
+
+    /// Every `[[intersection]]` (see `signals::model`), unique ids, actuation devices that
+    /// exist, and `[hazard]` emergency plans that name a configured intersection and plan.
+    fn validate_intersections(&self, r: &mut Report) {
+        let mut models = Vec::new();
+        for (i, ic) in self.intersection.iter().enumerate() {
+            let at = format!("intersection[{i}]");
+            if self.intersection[..i].iter().any(|o| o.id == ic.id) {
+                r.push(
+                    format!("{at}.id"),
+                    format!("intersection `{}` is defined twice", ic.id),
+                );
+            }
+            if let Some(d) = ic.actuation.as_ref().and_then(|a| a.modbus_device.as_ref()) {
+                if !self.sources.modbus.iter().any(|m| &m.name == d) {
+                    r.push(
+                        format!("{at}.actuation.modbus_device"),
+                        format!("no [[sources.modbus]] device is named `{d}`"),
+                    );
+                }
+            }
+            match crate::signals::Intersection::from_config_at(ic, &at) {
+                Ok(m) => models.push(Some(m)),
+                Err(errors) => {
+                    r.0.extend(errors);
+                    models.push(None);
+                }
+            }
+        }
+        let Some(h) = &self.hazard else { return };
+        for (gi, g) in h.groups.iter().enumerate() {
+            for (li, l) in g.levels.iter().enumerate() {
+                for (k, ep) in l.emergency_plans.iter().enumerate() {
+                    let p = format!("hazard.groups[{gi}].levels[{li}].emergency_plans[{k}]");
+                    match self
+                        .intersection
+                        .iter()
+                        .position(|ic| ic.id == ep.intersection)
+                    {
+                        None => r.push(
+                            format!("{p}.intersection"),
+                            format!("no [[intersection]] is named `{}`", ep.intersection),
+                        ),
+                        Some(i) => {
+                            let known = match models.get(i) {
+                                Some(Some(m)) => m.plan_index(&ep.plan).is_some(),
+                                // invalid intersection: already reported; check the names
+                                _ => self.intersection[i].plan.iter().any(|p| p.id == ep.plan),
+                            };
+                            if !known {
+                                r.push(
+                                    format!("{p}.plan"),
+                                    format!(
+                                        "intersection `{}` has no [[intersection.plan]] `{}`",
+                                        ep.intersection, ep.plan
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn validate_gateway(&self, r: &mut Report) {

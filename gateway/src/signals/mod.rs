@@ -1,2 +1,18 @@
-//! Signal control (placeholder until the signals contract lands from SIG).
+//! Adaptive traffic signal control: the intersection model (`config`, `model`), controllers
+//! behind one trait (`controller`: fixed-time Webster, actuated, max-pressure), the safety
+//! supervisor that stands between every controller and every output (`safety`), the detector
+//! fault monitor (`faults`) and one intersection's runtime (`runtime`). Everything here is
+//! pure and deterministic with time passed in; `run.rs` feeds readings and actuates.
+//! See `docs/signals.md`.
+
+pub mod config;
+pub mod controller;
 pub mod lookahead;
+pub mod model;
+
+pub use config::IntersectionConfig;
+pub use controller::{Controller, Decision, DetectorSample, PlannedFlow, View};
+pub use model::Intersection;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

@@ -49,6 +49,7 @@ pub struct Params {
 /// An announced arrival of a neighbour's outflow at one group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PeerArrival {
+    source: usize,
     group: usize,
     from: f64,
     until: f64,
@@ -230,15 +231,17 @@ impl Estimator {
         self.peer.retain(|p| p.until > now);
     }
 
-    /// A neighbour's planned outflow reaching group `g` between `from` and `until`.
-    pub fn on_peer(&mut self, g: usize, from: f64, until: f64, vehicles: f64) {
+    /// A neighbour's planned outflow (`source`: which neighbour and group it leaves) reaching
+    /// group `g` between `from` and `until`.
+    pub fn on_peer(&mut self, source: usize, g: usize, from: f64, until: f64, vehicles: f64) {
         if g >= self.groups || !(vehicles.is_finite() && vehicles > 0.0) || until < from {
             return;
         }
         // a newer announcement of the same window replaces the older one
         self.peer
-            .retain(|p| !(p.group == g && p.from < until && from < p.until));
+            .retain(|p| !(p.source == source && p.group == g && p.from < until && from < p.until));
         self.peer.push(PeerArrival {
+            source,
             group: g,
             from,
             until: until.max(from + 1.0),
@@ -408,11 +411,11 @@ mod tests {
         let a = e.arrivals(0, 1000.0, 40);
         // reach of group 0: 150 m / 10 m/s = 15 s
         assert!((a[20] - e.flow(0)).abs() < 1e-9);
-        e.on_peer(0, 1020.0, 1030.0, 5.0);
+        e.on_peer(7, 0, 1020.0, 1030.0, 5.0);
         let a = e.arrivals(0, 1000.0, 40);
         assert!((a[25] - 0.5).abs() < 1e-9);
         assert_eq!(a[32], e.flow(0), "past the announcement: measured flow");
-        e.on_peer(0, 1020.0, 1030.0, 10.0);
+        e.on_peer(7, 0, 1020.0, 1030.0, 10.0);
         let a = e.arrivals(0, 1000.0, 40);
         assert!((a[25] - 1.0).abs() < 1e-9, "replaced, not added");
     }
