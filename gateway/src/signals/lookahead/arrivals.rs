@@ -50,6 +50,11 @@ pub struct Params {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct PeerArrival {
     source: usize,
+    /// The tick it was received in: a newer batch from the source replaces it.
+    received: f64,
+    /// From when on the source's announcement is complete (its departures from the tick it
+    /// planned, after the travel time): before, vehicles already on the way are unannounced.
+    covers_from: f64,
     group: usize,
     from: f64,
     until: f64,
@@ -232,16 +237,30 @@ impl Estimator {
     }
 
     /// A neighbour's planned outflow (`source`: which neighbour and group it leaves) reaching
-    /// group `g` between `from` and `until`.
-    pub fn on_peer(&mut self, source: usize, g: usize, from: f64, until: f64, vehicles: f64) {
+    /// group `g` between `from` and `until`. The flows a source announces after a tick
+    /// replace all it announced before (its whole plan is sent again whenever it replans).
+    /// Between `covers_from` and the source's last announced arrival, the source's flows are
+    /// the group's arrivals beyond the detectors (a second without any brings no one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_peer(
+        &mut self,
+        source: usize,
+        g: usize,
+        from: f64,
+        until: f64,
+        vehicles: f64,
+        covers_from: f64,
+    ) {
+        let received = self.last_tick.unwrap_or(f64::NEG_INFINITY);
+        self.peer
+            .retain(|p| !(p.source == source && p.received < received));
         if g >= self.groups || !(vehicles.is_finite() && vehicles > 0.0) || until < from {
             return;
         }
-        // a newer announcement of the same window replaces the older one
-        self.peer
-            .retain(|p| !(p.source == source && p.group == g && p.from < until && from < p.until));
         self.peer.push(PeerArrival {
             source,
+            received,
+            covers_from,
             group: g,
             from,
             until: until.max(from + 1.0),
@@ -270,6 +289,11 @@ impl Estimator {
             .sum()
     }
 
+    /// Recent stop-bar counts of group `g` (decayed): its share of shared approaches.
+    pub fn share(&self, g: usize) -> f64 {
+        self.share.get(g).copied().unwrap_or(0.0)
+    }
+
     /// Measured flow of group `g` (vehicles per second).
     pub fn flow(&self, g: usize) -> f64 {
         self.flow.get(g).copied().unwrap_or(0.0)
@@ -293,25 +317,27 @@ impl Estimator {
         let reach = if self.upstream[g] { self.reach[g] } else { 0.0 };
         let first = (reach.ceil() as usize).min(horizon);
         let peers: Vec<&PeerArrival> = self.peer.iter().filter(|p| p.group == g).collect();
+        // per source: the span its announcement covers
+        let mut spans: Vec<(usize, f64, f64)> = Vec::new();
+        for p in &peers {
+            match spans.iter_mut().find(|s| s.0 == p.source) {
+                Some(s) => {
+                    s.1 = s.1.min(p.covers_from);
+                    s.2 = s.2.max(p.until);
+                }
+                None => spans.push((p.source, p.covers_from, p.until)),
+            }
+        }
         for (k, slot) in out.iter_mut().enumerate().skip(first) {
             let t = now + k as f64;
-            let announced: Vec<&&PeerArrival> = peers
-                .iter()
-                .filter(|p| p.from <= t && t < p.until)
-                .collect();
-            if announced.is_empty() {
-                // beyond what neighbours announced (or without neighbours): measured flow;
-                // inside an announced horizon, a second without outflow brings no one
-                let covered =
-                    peers.iter().any(|p| p.from <= t) && peers.iter().any(|p| t < p.until);
-                if !covered {
-                    *slot += self.flow[g];
-                }
-            } else {
-                *slot += announced
+            if spans.iter().any(|s| s.1 <= t && t < s.2) {
+                *slot += peers
                     .iter()
+                    .filter(|p| p.from <= t && t < p.until)
                     .map(|p| p.vehicles / (p.until - p.from))
                     .sum::<f64>();
+            } else {
+                *slot += self.flow[g];
             }
         }
         out
@@ -411,12 +437,22 @@ mod tests {
         let a = e.arrivals(0, 1000.0, 40);
         // reach of group 0: 150 m / 10 m/s = 15 s
         assert!((a[20] - e.flow(0)).abs() < 1e-9);
-        e.on_peer(7, 0, 1020.0, 1030.0, 5.0);
+        e.on_peer(7, 0, 1020.0, 1030.0, 5.0, 1010.0);
         let a = e.arrivals(0, 1000.0, 40);
         assert!((a[25] - 0.5).abs() < 1e-9);
         assert_eq!(a[32], e.flow(0), "past the announcement: measured flow");
-        e.on_peer(7, 0, 1020.0, 1030.0, 10.0);
+        e.on_peer(7, 0, 1020.0, 1030.0, 10.0, 1010.0);
         let a = e.arrivals(0, 1000.0, 40);
-        assert!((a[25] - 1.0).abs() < 1e-9, "replaced, not added");
+        assert!((a[25] - 1.5).abs() < 1e-9, "same batch: added");
+        e.tick(&[false, false], 1001.0);
+        e.on_peer(7, 0, 1025.0, 1035.0, 10.0, 1020.0);
+        let a = e.arrivals(0, 1001.0, 40);
+        assert!((a[25] - 1.0).abs() < 1e-9, "a new batch replaces the old");
+        assert_eq!(a[20], 0.0, "announced, without outflow: no one");
+        assert_eq!(
+            a[16],
+            e.flow(0),
+            "before the announcement covers: measured flow"
+        );
     }
 }

@@ -183,6 +183,11 @@ impl Core {
         choice
     }
 
+    /// When the last decision was made.
+    pub fn last_tick(&self) -> Option<f64> {
+        self.plan.as_ref().map(|_| self.planned_at)
+    }
+
     /// The last plan and when it was made.
     pub fn plan(&self) -> Option<(&Plan, f64)> {
         self.plan.as_ref().map(|p| (p, self.planned_at))

@@ -191,17 +191,26 @@ impl Controller for LookAhead {
         else {
             return;
         };
-        let total: f64 = i.groups.iter().map(|(_, w)| w).sum();
+        // the configured split (e.g. lane counts), refined by the measured stop-bar shares
+        let est = self.core.estimator();
+        let weights: Vec<(usize, f64)> = i
+            .groups
+            .iter()
+            .map(|&(g, w)| (g, w + est.share(g)))
+            .collect();
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
         if total <= 0.0 {
             return;
         }
-        for &(g, w) in &i.groups {
+        let covers_from = self.core.last_tick().unwrap_or(flow.leaves_at) + i.travel_s;
+        for (g, w) in weights {
             self.core.estimator_mut().on_peer(
                 source,
                 g,
                 flow.leaves_at + i.travel_s,
                 flow.until + i.travel_s,
                 flow.vehicles * w / total,
+                covers_from,
             );
         }
     }
