@@ -74,6 +74,11 @@ pub trait Controller: Send {
     }
     /// A neighbour's planned flow towards us.
     fn on_peer_flow(&mut self, _flow: &PlannedFlow) {}
+    /// A change of the controller's own plan since the last call (e.g. new Webster cycle and
+    /// splits), as a message for a `plan_change` event; default none.
+    fn take_plan_change(&mut self) -> Option<String> {
+        None
+    }
     /// A short human-readable reason for the last decision, for status/events.
     fn explain(&self) -> String {
         String::new()

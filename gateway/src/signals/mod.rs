@@ -5,10 +5,17 @@
 //! pure and deterministic with time passed in; `run.rs` feeds readings and actuates.
 //! See `docs/signals.md`.
 
+pub mod actuated;
 pub mod config;
 pub mod controller;
+pub mod faults;
+pub mod fixed_time;
 pub mod lookahead;
+pub mod max_pressure;
 pub mod model;
+pub mod queue_model;
+pub mod runtime;
+pub mod safety;
 
 pub use config::IntersectionConfig;
 pub use controller::{Controller, Decision, DetectorSample, PlannedFlow, View};

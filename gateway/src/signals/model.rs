@@ -696,6 +696,26 @@ impl Intersection {
         self.plans.iter().position(|p| p.id == id)
     }
 
+    /// The detectors that count group `g`'s vehicles: its stop-bar detectors, or failing
+    /// those its advance detectors, or its queue detectors (so a vehicle is counted once).
+    pub fn counting_detectors(&self, g: usize) -> Vec<usize> {
+        for kind in [
+            DetectorKind::StopBar,
+            DetectorKind::Advance,
+            DetectorKind::Queue,
+        ] {
+            let found: Vec<usize> = (0..self.detectors.len())
+                .filter(|&d| {
+                    self.detectors[d].kind == kind && self.detectors[d].groups.contains(&g)
+                })
+                .collect();
+            if !found.is_empty() {
+                return found;
+            }
+        }
+        Vec::new()
+    }
+
     /// Saturation flow of stage `s`'s vehicle groups together, vehicles per second of green.
     pub fn stage_saturation_vps(&self, s: usize) -> f64 {
         self.stages.get(s).map_or(0.0, |st| {

@@ -29,6 +29,8 @@ pub struct Layout {
     pub intergreen: Vec<Vec<f64>>,
     pub min_green: Vec<f64>,
     pub max_green: Vec<f64>,
+    /// Per group: its own maximum green.
+    pub group_max_green: Vec<f64>,
     /// Per group: saturation discharge (vehicles per second, all its lanes).
     pub discharge: Vec<f64>,
     pub detectors: Vec<DetectorSpec>,
@@ -81,6 +83,8 @@ pub struct Core {
     explain: String,
     /// Per group: green now (for the estimator's empty-stop-bar check).
     green: Vec<bool>,
+    /// Per group: when its green (without a break) began.
+    green_since: Vec<Option<f64>>,
 }
 
 impl Core {
@@ -96,6 +100,7 @@ impl Core {
         );
         Core {
             green: vec![false; layout.groups],
+            green_since: vec![None; layout.groups],
             layout,
             est,
             plan: None,
@@ -138,6 +143,14 @@ impl Core {
         for (g, slot) in self.green.iter_mut().enumerate() {
             *slot = !in_transition && l.stages[stage].contains(&g) && green_for >= l.cluster_gap_s;
         }
+        // groups green without a break: those of the stage (in a transition, those that stay)
+        for (g, since) in self.green_since.iter_mut().enumerate() {
+            if !l.stages[stage].contains(&g) {
+                *since = None;
+            } else if !in_transition && since.is_none() {
+                *since = Some(now - green_for);
+            }
+        }
         self.est.tick(&self.green, now);
         if in_transition {
             self.explain = format!("transition to stage {stage}");
@@ -145,6 +158,11 @@ impl Core {
         }
         let h = l.horizon_s().ceil() as usize;
         let queue: Vec<f64> = (0..l.groups).map(|g| self.est.queue(g, now)).collect();
+        let group_green_for: Vec<f64> = self
+            .green_since
+            .iter()
+            .map(|s| s.map_or(0.0, |t| (now - t).max(0.0)))
+            .collect();
         let arrivals: Vec<Vec<f64>> = (0..l.groups)
             .map(|g| self.est.arrivals(g, now, h))
             .collect();
@@ -153,6 +171,8 @@ impl Core {
             intergreen: &l.intergreen,
             min_green: &l.min_green,
             max_green: &l.max_green,
+            group_max_green: &l.group_max_green,
+            group_green_for: &group_green_for,
             discharge: &l.discharge,
             queue: &queue,
             arrivals: &arrivals,

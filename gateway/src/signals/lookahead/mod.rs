@@ -67,8 +67,27 @@ impl std::fmt::Debug for LookAhead {
 /// The look-ahead layout of a validated intersection.
 pub fn layout(model: &Intersection, speed_mps: f64) -> Layout {
     let k = model.stages.len();
+    // A stage runs once every group leaving it has cleared (yellow) and every group joining
+    // it has waited its intergreen; groups in both stages stay green meanwhile.
     let intergreen = (0..k)
-        .map(|a| (0..k).map(|b| model.stage_intergreen(a, b)).collect())
+        .map(|a| {
+            (0..k)
+                .map(|b| {
+                    let clearance = model.stages[a]
+                        .groups
+                        .iter()
+                        .filter(|g| !model.stages[b].groups.contains(g))
+                        .filter_map(|&g| model.groups.get(g))
+                        .map(|g| g.clearance_time_s())
+                        .fold(0.0, f64::max);
+                    if a == b {
+                        0.0
+                    } else {
+                        model.stage_intergreen(a, b).max(clearance)
+                    }
+                })
+                .collect()
+        })
         .collect();
     let detectors = model
         .detectors
@@ -88,6 +107,7 @@ pub fn layout(model: &Intersection, speed_mps: f64) -> Layout {
         intergreen,
         min_green: (0..k).map(|s| model.stage_min_green(s)).collect(),
         max_green: (0..k).map(|s| model.stage_max_green(s)).collect(),
+        group_max_green: model.groups.iter().map(|g| g.max_green_s).collect(),
         discharge: model
             .groups
             .iter()

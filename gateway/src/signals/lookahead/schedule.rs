@@ -28,6 +28,10 @@ pub struct Problem<'a> {
     pub intergreen: &'a [Vec<f64>],
     pub min_green: &'a [f64],
     pub max_green: &'a [f64],
+    /// Per group: its own maximum green (a group green in consecutive stages keeps counting).
+    pub group_max_green: &'a [f64],
+    /// Per group: seconds it has been green without a break now (0: not green).
+    pub group_green_for: &'a [f64],
     /// Per group: vehicles per second it discharges at saturation.
     pub discharge: &'a [f64],
     /// Per group: vehicles waiting at the stop line now.
@@ -152,6 +156,33 @@ impl Problem<'_> {
         cost
     }
 
+    /// Seconds group `g` may stay green from `start` on, when its green began at `since`.
+    fn group_room(&self, g: usize, since: f64, start: f64) -> f64 {
+        let max = self
+            .group_max_green
+            .get(g)
+            .copied()
+            .unwrap_or(f64::INFINITY);
+        max - (start - since)
+    }
+
+    /// When group `g`'s green that runs at the end of `greens` began (`None`: not green then).
+    fn green_since(&self, greens: &[PlannedGreen], g: usize) -> Option<f64> {
+        let mut since = None;
+        for p in greens.iter().rev() {
+            if !self.in_stage(p.stage, g) {
+                break;
+            }
+            since = Some(p.start);
+            if p.start < 0.0 {
+                // the running green: the group may have been green before the stage
+                let had = self.group_green_for.get(g).copied().unwrap_or(0.0);
+                since = Some(p.start.min(-had));
+            }
+        }
+        since
+    }
+
     /// Vehicles queued for stage `s`'s groups plus those arriving in second `t`.
     fn stage_load(&self, s: usize, q: &[f64], t: usize) -> f64 {
         self.stages[s]
@@ -206,9 +237,18 @@ impl Problem<'_> {
         let done = self.green_for.max(0.0);
         let min_rem = steps(self.min_green.get(c).copied().unwrap_or(0.0) - done, 0);
         let max_rem = {
-            let hi = self.max_green.get(c).copied().unwrap_or(f64::INFINITY) - done;
+            let mut hi = self.max_green.get(c).copied().unwrap_or(f64::INFINITY) - done;
+            for &g in &self.stages[c] {
+                let had = self
+                    .group_green_for
+                    .get(g)
+                    .copied()
+                    .unwrap_or(0.0)
+                    .max(done);
+                hi = hi.min(self.group_room(g, -had, 0.0));
+            }
             if hi.is_finite() {
-                hi.floor().max(min_rem as f64) as usize
+                hi.floor().max(0.0) as usize
             } else {
                 usize::MAX
             }
@@ -357,6 +397,17 @@ impl Problem<'_> {
                 Some(u - start)
             }
         };
+        // groups that stay green from `s` keep counting towards their max green
+        let mut hi = hi;
+        for &g in self.stages[j].iter().filter(|&&g| self.in_stage(s, g)) {
+            if let Some(since) = self.green_since(&l.greens, g) {
+                let room = self.group_room(g, since, start as f64).floor().max(0.0) as usize;
+                hi = hi.min(room);
+            }
+        }
+        if hi < lo {
+            return;
+        }
         let mut active = false;
         let mut found = 0;
         let last = hi.min(h - start);
@@ -433,6 +484,8 @@ mod tests {
         rate: Vec<f64>,
         queue: Vec<f64>,
         arrivals: Vec<Vec<f64>>,
+        gmax: Vec<f64>,
+        gfor: Vec<f64>,
     }
 
     impl Case {
@@ -445,6 +498,8 @@ mod tests {
                 rate: vec![1.0, 1.0],
                 queue: vec![0.0, 0.0],
                 arrivals: vec![vec![0.0; h], vec![0.0; h]],
+                gmax: vec![f64::INFINITY; 3],
+                gfor: vec![0.0; 3],
             }
         }
         fn solve(&self, current: usize, green_for: f64) -> Plan {
@@ -453,6 +508,8 @@ mod tests {
                 intergreen: &self.ig,
                 min_green: &self.min,
                 max_green: &self.max,
+                group_max_green: &self.gmax,
+                group_green_for: &self.gfor,
                 discharge: &self.rate,
                 queue: &self.queue,
                 arrivals: &self.arrivals,
@@ -552,6 +609,36 @@ mod tests {
         // the turn's queue needs 20 s at 0.5 veh/s; it keeps its green across stages 0 -> 1
         let turn: f64 = p.departures[1][..20].iter().sum();
         assert!((turn - 10.0).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn a_group_green_across_stages_keeps_its_own_max_green() {
+        // stage 0 = {0, 1}, stage 1 = {1}: group 1 (max 30 s) has been green 25 s; stage 0
+        // for 10 s. Even with a long queue for group 1 it cannot be planned past 5 s more.
+        let mut c = Case::two(90);
+        c.stages = vec![vec![0, 1], vec![1], vec![2]];
+        c.ig = vec![
+            vec![0.0, 0.0, 5.0],
+            vec![0.0, 0.0, 5.0],
+            vec![5.0, 5.0, 0.0],
+        ];
+        c.min = vec![5.0; 3];
+        c.max = vec![30.0, 30.0, 60.0];
+        c.rate = vec![1.0, 0.5, 1.0];
+        c.queue = vec![0.0, 30.0, 1.0];
+        c.arrivals = vec![vec![0.0; 90]; 3];
+        c.gmax = vec![60.0, 30.0, 60.0];
+        c.gfor = vec![10.0, 25.0, 0.0];
+        let p = c.solve(0, 10.0);
+        let mut since = -25.0;
+        for (i, g) in p.greens.iter().enumerate() {
+            if c.stages[g.stage].contains(&1) {
+                if i > 0 && !c.stages[p.greens[i - 1].stage].contains(&1) {
+                    since = g.start;
+                }
+                assert!(g.end - since <= 30.0 + 1e-9, "{:?}", p.greens);
+            }
+        }
     }
 
     #[test]

@@ -104,18 +104,16 @@ impl SumoBinding {
                         v.push(l.index);
                     }
                 }
-                None => {
-                    return Err(BindingError::Link {
-                        intersection: model.id.clone(),
-                        tls: topo.tls.clone(),
-                        link: l.index,
-                        message: format!(
-                            "({}, {}) is in no signal group (groups name their lanes and movements)",
-                            l.from_lane,
-                            movement(&l.dir)
-                        ),
-                    })
-                }
+                None => return Err(BindingError::Link {
+                    intersection: model.id.clone(),
+                    tls: topo.tls.clone(),
+                    link: l.index,
+                    message: format!(
+                        "({}, {}) is in no signal group (groups name their lanes and movements)",
+                        l.from_lane,
+                        movement(&l.dir)
+                    ),
+                }),
             }
         }
         Ok(SumoBinding {

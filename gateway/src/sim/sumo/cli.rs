@@ -12,8 +12,13 @@ use super::binding::ProgramReplay;
 use super::import;
 use super::net::Net;
 use super::run::{self, RunOptions, SignalController, Site, SumoError};
+use citygate_protocols::signal::SignalState;
+use citygate_protocols::Reading;
+
 use crate::signals::config::ControllerKind;
 use crate::signals::lookahead::LookAhead;
+use crate::signals::runtime::{controller_for, IntersectionRuntime};
+use crate::signals::PlannedFlow;
 
 #[derive(Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -115,30 +120,56 @@ pub fn controller(
     let kind = choice
         .and_then(Choice::kind)
         .unwrap_or(site.model.controller);
+    let mut model = site.model.clone();
+    model.controller = kind;
     let c: Box<dyn crate::signals::Controller> = match kind {
         ControllerKind::LookAhead => {
-            let mut la = LookAhead::with_speed(site.model, site.approach_speed_mps);
+            let mut la = LookAhead::with_speed(&model, site.approach_speed_mps);
             for i in &site.inflows {
                 la.add_inflow(i.clone());
             }
             Box::new(la)
         }
-        other => {
-            return Err(SumoError::Gateway(format!(
-                "intersection {}: controller {} is not available in SUMO yet",
-                site.model.id,
-                other.as_str()
-            )))
-        }
+        _ => controller_for(&model),
     };
-    Ok(Box::new(super::interim::Interim::new(site.model, c)))
+    Ok(Box::new(Runtime(IntersectionRuntime::new(model, c))))
+}
+
+/// The gateway's own runtime for one intersection: readings in, the controller's decisions
+/// through the safety supervisor, group states out.
+struct Runtime(IntersectionRuntime);
+
+impl SignalController for Runtime {
+    fn on_reading(&mut self, r: &Reading, now: f64) {
+        self.0.on_reading(r, now);
+    }
+    fn tick(&mut self, now: f64) -> Vec<(String, SignalState)> {
+        self.0.tick(now).states
+    }
+    fn outflow(&self, now: f64) -> Vec<PlannedFlow> {
+        self.0.outflow(now)
+    }
+    fn on_peer_flow(&mut self, flow: &PlannedFlow) {
+        self.0.on_peer_flow(flow);
+    }
+    fn report(&self) -> String {
+        let c = self.0.counters();
+        format!(
+            "{} stage changes ({} forced by max green); refused: {} before min green, {} in transition, {} unknown stage",
+            c.stage_changes,
+            c.forced_max_green,
+            c.refused_min_green,
+            c.refused_in_transition,
+            c.refused_unknown_stage
+        )
+    }
 }
 
 struct Replay(ProgramReplay);
 
 impl SignalController for Replay {
-    fn on_reading(&mut self, _r: &citygate_protocols::Reading, _now: f64) {}
-    fn tick(&mut self, now: f64) -> Vec<(String, citygate_protocols::signal::SignalState)> {
+    fn on_reading(&mut self, _r: &Reading, _now: f64) {}
+    fn tick(&mut self, now: f64) -> Vec<(String, SignalState)> {
         self.0.tick(now)
     }
 }

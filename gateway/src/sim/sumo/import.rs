@@ -557,7 +557,7 @@ fn list(items: &[String]) -> String {
 
 /// The gateway config for `plans`: `[gateway]` and one `[[intersection]]` per traffic light,
 /// with `controller` and each detector's `source` (sensor = the SUMO detector id, quantities
-/// `count` and `occupancy` per second, as `citygate sumo` gives them).
+/// `count`, `occupancy` and `occupied` per second, as `citygate sumo` gives them).
 pub fn gateway_toml(
     net: &Net,
     plans: &[IntersectionPlan],
@@ -651,7 +651,7 @@ pub fn gateway_toml(
         for d in &p.detector {
             s.push_str(&format!(
                 "\n[[intersection.detector]]\nid = {}\nkind = {}\nlanes = {}\ndistance_m = {:?}\ngroups = {}\n\
-                 source = {{ sensor = {}, quantity = \"count\", interval_s = 1.0, occupancy = \"occupancy\" }}\n",
+                 source = {{ sensor = {}, quantity = \"count\", interval_s = 1.0, occupancy = \"occupancy\", presence = \"occupied\" }}\n",
                 q(&d.id),
                 q(match d.kind {
                     DetectorKind::StopBar => "stop_bar",

@@ -6,7 +6,6 @@
 pub mod binding;
 pub mod cli;
 pub mod import;
-pub mod interim;
 pub mod net;
 pub mod run;
 pub mod traci;

@@ -39,10 +39,15 @@ pub trait SignalController {
     }
     /// A neighbour's planned outflow towards this intersection.
     fn on_peer_flow(&mut self, _flow: &PlannedFlow) {}
+    /// A line for the end of the run (e.g. the safety supervisor's counters).
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 /// Builds the controller of one intersection.
-pub type MakeController<'m> = dyn Fn(&Site<'_>) -> Result<Box<dyn SignalController>, SumoError> + 'm;
+pub type MakeController<'m> =
+    dyn Fn(&Site<'_>) -> Result<Box<dyn SignalController>, SumoError> + 'm;
 
 /// What the run knows of one intersection when it builds its controller.
 #[derive(Debug)]
@@ -432,6 +437,12 @@ pub fn run(
         state_changes: changes,
         wall_s: started.elapsed().as_secs_f64(),
     };
+    for d in &driven {
+        let r = d.controller.report();
+        if !r.is_empty() {
+            writeln!(out, "  {}: {r}", d.id)?;
+        }
+    }
     writeln!(
         out,
         "citygate sumo: stopped at t = {:.0} s ({} vehicles left), {} steps, {} readings, {} state changes, {:.1} s wall",
@@ -524,15 +535,17 @@ fn drive(
                 let count = ids.difference(before).count();
                 *before = ids;
                 for (quantity, value, unit) in [
-                    ("count", count as f64, Unit::Count),
-                    ("occupancy", *occupancy, Unit::Percent),
+                    ("count", count as f64, Some(Unit::Count)),
+                    ("occupancy", *occupancy, Some(Unit::Percent)),
+                    // occupied at the end of the second: on the loop during its last step
+                    ("occupied", f64::from(u8::from(*occupancy > 0.0)), None),
                 ] {
                     d.controller.on_reading(
                         &Reading {
                             sensor: det.clone(),
                             quantity: quantity.to_string(),
                             value,
-                            unit: Some(unit),
+                            unit,
                             time: t,
                             quality: Quality::Good,
                         },
