@@ -46,7 +46,7 @@ enum Command {
         listen: std::net::SocketAddr,
     },
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
-    Sumo(crate::sim::sumo::cli::SumoArgs),
+    Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
 }
 
 /// Parses the command line and runs it.
@@ -74,7 +74,7 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     if let Command::Sumo(args) = cli.command {
-        return crate::sim::sumo::cli::main(args);
+        return crate::sim::sumo::cli::main(*args);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

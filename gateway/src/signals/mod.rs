@@ -11,6 +11,7 @@ pub mod controller;
 pub mod faults;
 pub mod fixed_time;
 pub mod live;
+pub mod lookahead;
 pub mod max_pressure;
 pub mod model;
 pub mod queue_model;

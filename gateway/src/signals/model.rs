@@ -236,10 +236,6 @@ impl Intersection {
     ) -> Result<Intersection, Vec<ValidationError>> {
         let mut e = Errors(Vec::new());
         e.name(format!("{at}.id"), &cfg.id);
-        if cfg.controller == ControllerKind::LookAhead {
-            // SUMO's look-ahead controller replaces this check when it lands.
-            e.push(format!("{at}.controller"), "look_ahead is not available");
-        }
         let params = params(&mut e, cfg, at);
         let actuation = actuation(&mut e, cfg.actuation.as_ref(), at);
 
@@ -909,9 +905,7 @@ mod tests {
         );
 
         let look = CROSSROADS.replace("controller = \"actuated\"", "controller = \"look_ahead\"");
-        assert!(problems(&look)
-            .iter()
-            .any(|m| m.contains("look_ahead is not available")));
+        assert!(problems(&look).is_empty(), "look_ahead is available");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use citygate_protocols::{Event, Quality, Reading};
 
 use super::actuated::Actuated;
 use super::config::ControllerKind;
-use super::controller::{Controller, Decision, DetectorSample, View};
+use super::controller::{Controller, Decision, DetectorSample, PlannedFlow, View};
 use super::faults::{FaultChange, FaultMonitor};
 use super::fixed_time::{FixedTime, PlanController};
 use super::max_pressure::MaxPressure;
@@ -40,9 +40,7 @@ pub fn controller_for(model: &Intersection) -> Box<dyn Controller> {
         ControllerKind::FixedTime => Box::new(FixedTime::new(model)),
         ControllerKind::Actuated => Box::new(Actuated::new(model)),
         ControllerKind::MaxPressure => Box::new(MaxPressure::new(model)),
-        // Rejected by `Intersection::from_config` until SUMO's look-ahead controller lands;
-        // SUMO replaces this arm with `crate::signals::lookahead::LookAhead::new(model)`.
-        ControllerKind::LookAhead => Box::new(Actuated::new(model)),
+        ControllerKind::LookAhead => Box::new(crate::signals::lookahead::LookAhead::new(model)),
     }
 }
 
@@ -315,6 +313,16 @@ impl IntersectionRuntime {
             message,
             time: now,
         });
+    }
+
+    /// The controller's planned outflows towards neighbours (look-ahead coordination).
+    pub fn outflow(&self, now: f64) -> Vec<PlannedFlow> {
+        self.controller.outflow(now)
+    }
+
+    /// A neighbour's planned outflow towards this intersection.
+    pub fn on_peer_flow(&mut self, flow: &PlannedFlow) {
+        self.controller.on_peer_flow(flow);
     }
 
     /// A detector sample delivered directly (e.g. by SUMO), not through readings.

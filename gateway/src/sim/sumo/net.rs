@@ -38,6 +38,8 @@ pub struct Lane {
     pub id: String,
     pub index: usize,
     pub length: f64,
+    /// Speed limit (m/s); SUMO's default 13.89 when the lane has none.
+    pub speed: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -244,6 +246,10 @@ impl Net {
                             id: req(e, "lane", "id")?,
                             index: idx(e, "lane", "index")?,
                             length: num(e, "lane", "length")?,
+                            speed: match attr(e, b"speed") {
+                                Some(_) => num(e, "lane", "speed")?,
+                                None => 13.89,
+                            },
                         });
                     }
                 }
@@ -460,11 +466,12 @@ impl Net {
         })
     }
 
-    /// Lanes that lead into `lane` (connections ending on it), as lane ids.
+    /// Lanes that lead into `lane` through a junction without traffic light (connections ending
+    /// on it), as lane ids.
     pub fn upstream_lanes(&self, lane: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for c in &self.connections {
-            if c.to_lane_id() == lane && !c.from.starts_with(':') {
+            if c.to_lane_id() == lane && !c.from.starts_with(':') && c.tl.is_none() {
                 let id = c.from_lane_id();
                 if !out.contains(&id) {
                     out.push(id);

@@ -1,8 +1,8 @@
 //! The software-in-the-loop run: starts SUMO on a `.sumocfg` with `--remote-port`, and every
-//! simulated second reads the plan's detectors over TraCI, hands them to each intersection's
-//! controller as [`Reading`]s, and applies the signal-group states it returns as SUMO states,
-//! until the network is empty or the end time. SUMO writes its outputs where the `.sumocfg` and
-//! `--output-prefix` put them.
+//! simulated second reads the config's detectors over TraCI, hands them to each intersection's
+//! controller as [`Reading`]s, passes planned outflows between neighbouring intersections, and
+//! applies the signal-group states it returns as SUMO states, until the network is empty or
+//! the end time. SUMO writes its outputs where the `.sumocfg` and `--output-prefix` put them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -11,21 +11,62 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use citygate_protocols::signal::SignalState;
 use citygate_protocols::{Quality, Reading, Unit};
 use quick_xml::events::Event;
 
-use super::control::{BindingError, SignalController, SumoBinding};
+use super::binding::{BindingError, SumoBinding};
+use super::import::{downstream, PlanError};
 use super::net::{Net, NetError};
-use super::plan::{IntersectionPlan, PlanError, PlanFile};
 use super::traci::{
     Client, TraciError, Value, CMD_GET_INDUCTIONLOOP_VARIABLE, LAST_STEP_OCCUPANCY,
     LAST_STEP_VEHICLE_ID_LIST,
 };
+use crate::signals::lookahead::Inflow;
+use crate::signals::{Intersection, PlannedFlow};
+
+/// What drives one intersection in the loop: detector readings in, signal-group states out,
+/// on the simulation clock; planned outflows to and from neighbours.
+pub trait SignalController {
+    /// A detector reading (sensor = the detector's source sensor, quantity `count` or
+    /// `occupancy`).
+    fn on_reading(&mut self, reading: &Reading, now: f64);
+    /// The state of every signal group from `now` until the next tick.
+    fn tick(&mut self, now: f64) -> Vec<(String, SignalState)>;
+    /// Planned outflows towards neighbours, after the tick.
+    fn outflow(&self, _now: f64) -> Vec<PlannedFlow> {
+        Vec::new()
+    }
+    /// A neighbour's planned outflow towards this intersection.
+    fn on_peer_flow(&mut self, _flow: &PlannedFlow) {}
+    /// A line for the end of the run (e.g. the safety supervisor's counters).
+    fn report(&self) -> String {
+        String::new()
+    }
+}
+
+/// Builds the controller of one intersection.
+pub type MakeController<'m> =
+    dyn Fn(&Site<'_>) -> Result<Box<dyn SignalController>, SumoError> + 'm;
+
+/// What the run knows of one intersection when it builds its controller.
+#[derive(Debug)]
+pub struct Site<'a> {
+    pub model: &'a Intersection,
+    pub binding: &'a SumoBinding,
+    pub net: &'a Net,
+    /// Where neighbours' outflows enter it (from the net).
+    pub inflows: Vec<Inflow>,
+    /// Mean speed limit of its incoming lanes (m/s).
+    pub approach_speed_mps: f64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SumoError {
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("{0}")]
+    Gateway(String),
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(transparent)]
@@ -51,8 +92,11 @@ pub enum SumoError {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub sumocfg: PathBuf,
-    /// The intersection plans (`citygate sumo import` output).
-    pub plan: PathBuf,
+    /// The gateway config with the `[[intersection]]`s (`citygate sumo import` output).
+    pub config: PathBuf,
+    /// The SUMO additional file placing the detectors (default: `<config stem>.det.add.xml`
+    /// beside the config).
+    pub detectors: Option<PathBuf>,
     pub seed: u64,
     /// Joined by SUMO to the `.sumocfg`'s folder; its folder must exist.
     pub output_prefix: Option<String>,
@@ -167,17 +211,104 @@ fn free_port() -> Result<u16, std::io::Error> {
 
 /// One intersection in the loop.
 struct Driven {
+    id: String,
     binding: SumoBinding,
     controller: Box<dyn SignalController>,
     detectors: Vec<String>,
     last_state: String,
 }
 
+/// The detector file of a config written by `citygate sumo import`.
+pub fn default_detectors(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "citygate".into());
+    config.with_file_name(format!("{stem}.det.add.xml"))
+}
+
+/// The gateway config's intersections, validated.
+pub fn load_models(config: &Path) -> Result<Vec<Intersection>, SumoError> {
+    let cfg = crate::config::load(config).map_err(|e| SumoError::Gateway(e.to_string()))?;
+    if cfg.intersection.is_empty() {
+        return Err(SumoError::Gateway(format!(
+            "{}: has no [[intersection]] (write one with `citygate sumo import`)",
+            config.display()
+        )));
+    }
+    cfg.intersection
+        .iter()
+        .map(|i| {
+            Intersection::from_config(i).map_err(|errs| {
+                SumoError::Gateway(
+                    errs.iter()
+                        .map(|e| format!("{}: {e}", config.display()))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Where each intersection's neighbours' outflows enter it: for every configured neighbour
+/// link `A --via_group--> B`, the groups of `B` on the edge A's traffic arrives on (by their
+/// lane counts; the look-ahead refines the split by measured shares).
+pub fn inflows(net: &Net, models: &[Intersection], bindings: &[SumoBinding]) -> Vec<Vec<Inflow>> {
+    let mut out = vec![Vec::new(); models.len()];
+    for (a, ma) in models.iter().enumerate() {
+        let Ok(topo) = net.tls_topology(&bindings[a].tls) else {
+            continue;
+        };
+        for nb in &ma.neighbours {
+            let Some(b) = models.iter().position(|m| m.id == nb.intersection) else {
+                continue;
+            };
+            let Some(g) = ma.groups.get(nb.via_group) else {
+                continue;
+            };
+            let to_lanes: Vec<String> = bindings[a]
+                .links(&g.id)
+                .iter()
+                .filter_map(|&l| topo.links.get(l).map(|x| x.to_lane.clone()))
+                .collect();
+            for d in downstream(net, &to_lanes) {
+                if d.tls != bindings[b].tls {
+                    continue;
+                }
+                let groups: Vec<(usize, f64)> = models[b]
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let lanes = h
+                            .lanes
+                            .iter()
+                            .filter(|l| l.rsplit_once('_').is_some_and(|(e, _)| e == d.edge))
+                            .count();
+                        (i, lanes as f64)
+                    })
+                    .filter(|(_, w)| *w > 0.0)
+                    .collect();
+                if !groups.is_empty() {
+                    out[b].push(Inflow {
+                        from: ma.id.clone(),
+                        from_group: g.id.clone(),
+                        groups,
+                        travel_s: nb.travel_s,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Runs SUMO under `opts`, with one controller per intersection from `make`, writing
 /// progress lines to `out`.
 pub fn run(
     opts: &RunOptions,
-    make: &dyn Fn(&IntersectionPlan) -> Box<dyn SignalController>,
+    make: &MakeController<'_>,
     out: &mut dyn Write,
 ) -> Result<RunSummary, SumoError> {
     let started = Instant::now();
@@ -189,23 +320,58 @@ pub fn run(
     let cfg_text = std::fs::read_to_string(&cfg_path)?;
     let cfg = SumoCfg::parse(&cfg_text, &cfg_path.display().to_string())?;
     let net = Net::load(&cfg_dir.join(&cfg.net_file))?;
-    let plans = PlanFile::load(&opts.plan)?;
-    let plan_dir = opts.plan.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let detectors_file = plan_dir
-        .join(&plans.detectors_file)
-        .canonicalize()
-        .map_err(|e| SumoError::Config {
-            path: opts.plan.display().to_string(),
-            message: format!("detectors_file {}: {e}", plans.detectors_file),
-        })?;
+    let models = load_models(&opts.config)?;
+    let det_path = opts
+        .detectors
+        .clone()
+        .unwrap_or_else(|| default_detectors(&opts.config));
+    let detectors_file = det_path.canonicalize().map_err(|e| SumoError::Config {
+        path: det_path.display().to_string(),
+        message: format!("the detectors' SUMO additional file: {e}"),
+    })?;
 
+    let tls = net.tls_ids();
+    let mut bindings = Vec::new();
+    for m in &models {
+        if !tls.contains(&m.id) {
+            return Err(PlanError::UnknownTls(m.id.clone(), tls.join(", ")).into());
+        }
+        bindings.push(SumoBinding::new(m, &net.tls_topology(&m.id)?)?);
+    }
+    let mut inflows = inflows(&net, &models, &bindings);
     let mut driven = Vec::new();
-    for p in &plans.intersection {
-        let topo = net.tls_topology(&p.sumo_tls)?;
+    for (i, m) in models.iter().enumerate() {
+        let speeds: Vec<f64> = m
+            .groups
+            .iter()
+            .flat_map(|g| g.lanes.iter())
+            .filter_map(|l| net.lane(l).map(|x| x.speed))
+            .collect();
+        let speed = if speeds.is_empty() {
+            crate::signals::lookahead::DEFAULT_APPROACH_SPEED_MPS
+        } else {
+            speeds.iter().sum::<f64>() / speeds.len() as f64
+        };
+        let site = Site {
+            model: m,
+            binding: &bindings[i],
+            net: &net,
+            inflows: std::mem::take(&mut inflows[i]),
+            approach_speed_mps: speed,
+        };
         driven.push(Driven {
-            binding: SumoBinding::new(p, &topo)?,
-            controller: make(p),
-            detectors: p.detector.iter().map(|d| d.id.clone()).collect(),
+            id: m.id.clone(),
+            binding: bindings[i].clone(),
+            controller: make(&site)?,
+            detectors: m
+                .detectors
+                .iter()
+                .map(|d| {
+                    d.source
+                        .as_ref()
+                        .map_or_else(|| d.id.clone(), |s| s.sensor.clone())
+                })
+                .collect(),
             last_state: String::new(),
         });
     }
@@ -271,6 +437,12 @@ pub fn run(
         state_changes: changes,
         wall_s: started.elapsed().as_secs_f64(),
     };
+    for d in &driven {
+        let r = d.controller.report();
+        if !r.is_empty() {
+            writeln!(out, "  {}: {r}", d.id)?;
+        }
+    }
     writeln!(
         out,
         "citygate sumo: stopped at t = {:.0} s ({} vehicles left), {} steps, {} readings, {} state changes, {:.1} s wall",
@@ -363,15 +535,17 @@ fn drive(
                 let count = ids.difference(before).count();
                 *before = ids;
                 for (quantity, value, unit) in [
-                    ("count", count as f64, Unit::Count),
-                    ("occupancy", *occupancy, Unit::Percent),
+                    ("count", count as f64, Some(Unit::Count)),
+                    ("occupancy", *occupancy, Some(Unit::Percent)),
+                    // occupied at the end of the second: on the loop during its last step
+                    ("occupied", f64::from(u8::from(*occupancy > 0.0)), None),
                 ] {
                     d.controller.on_reading(
                         &Reading {
                             sensor: det.clone(),
                             quantity: quantity.to_string(),
                             value,
-                            unit: Some(unit),
+                            unit,
                             time: t,
                             quality: Quality::Good,
                         },
@@ -386,6 +560,16 @@ fn drive(
                 client.set_red_yellow_green_state(&d.binding.tls, &s)?;
                 d.last_state = s;
                 changes += 1;
+            }
+        }
+        // neighbours' planned outflows, in process
+        let flows: Vec<PlannedFlow> = driven
+            .iter()
+            .flat_map(|d| d.controller.outflow(t))
+            .collect();
+        for f in &flows {
+            if let Some(d) = driven.iter_mut().find(|d| d.id == f.to) {
+                d.controller.on_peer_flow(f);
             }
         }
         client.step(t + 1.0)?;

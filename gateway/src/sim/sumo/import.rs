@@ -1,32 +1,35 @@
-//! The intersection plan imported from a SUMO net (`citygate sumo import`): signal groups,
-//! stages, conflicts, intergreens, detectors and the net's own fixed-time program, with its
-//! TOML form and the SUMO additional file that places the detectors.
-//!
-//! This is an intermediate shape of our own, written before the gateway's signal-control
-//! config (`gateway/src/signals`) existed; every field maps onto that model by name.
+//! `citygate sumo import`: a SUMO net's traffic lights as the gateway's `[[intersection]]`
+//! config (signal groups, stages, conflicts, intergreens, detectors, neighbours), and the
+//! SUMO additional file that places the detectors. The in-memory [`IntersectionPlan`] also
+//! keeps what only SUMO needs (link indices, the net's own program) for the tests; the run
+//! gets those back from the net itself (see `binding`).
 //!
 //! Derivation from the net:
 //! - signal group: the links of one approach (incoming edge) that show the same aspect in every
 //!   phase of the net's program (`G`/`g` count as the same green: which of the two SUMO shows
-//!   follows from the junction's priorities, see `control::SumoBinding`);
-//! - stage: a program phase with some green and no yellow / red-amber, and its duration;
+//!   follows from the junction's priorities, see `binding::SumoBinding`);
+//! - stage: a program phase with some green and no yellow / red-amber;
 //! - conflict: two groups with foe links (the junction's `foes` matrix) that the program never
 //!   shows green together (permissive turns that the program runs with their foes are not);
 //! - intergreen from a group to a conflicting one: its yellow plus the program's all-red;
-//! - detectors on every incoming lane: stop-bar 5 m and advance 60 m before the stop line
-//!   (the advance one continues onto the feeding lane when the lane is shorter).
+//! - detectors on every incoming lane: stop-bar 5 m before the stop line, advance 10 s of travel
+//!   at the lane's speed (at least 60 m) upstream, on the feeding lanes when the lane is shorter
+//!   (never past another traffic light);
+//! - neighbours: for each group, the traffic light its outgoing edges lead to (through
+//!   junctions without traffic lights), with the travel time at the lanes' speed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-
-use serde::{Deserialize, Serialize};
 
 use super::net::{Net, NetError, TlsTopology};
 
 /// Distance of the stop-bar detector from the stop line (m).
 pub const STOP_BAR_M: f64 = 5.0;
-/// Distance of the advance detector from the stop line (m).
+/// Shortest distance of the advance detector from the stop line (m).
 pub const ADVANCE_M: f64 = 60.0;
+/// The advance detector sits this many seconds of travel at the lane's speed limit before the
+/// stop line (when that is farther than [`ADVANCE_M`]), so that a look-ahead controller sees
+/// arrivals that long ahead. It does not go past an upstream traffic light.
+pub const ADVANCE_TRAVEL_S: f64 = 10.0;
 /// Default minimum green (s), when the program has no `minDur` (static programs).
 pub const DEFAULT_MIN_GREEN_S: f64 = 5.0;
 /// Default maximum green (s), raised to the program's longest green where that is longer;
@@ -37,10 +40,6 @@ pub const DEFAULT_MAX_GREEN_S: f64 = 60.0;
 pub enum PlanError {
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error("{path}: {err}")]
-    Read { path: String, err: std::io::Error },
-    #[error("{path}: {message}")]
-    Toml { path: String, message: String },
     #[error("{path}: {key}: {message}")]
     Invalid {
         path: String,
@@ -51,18 +50,8 @@ pub enum PlanError {
     UnknownTls(String, String),
 }
 
-/// A file of intersection plans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanFile {
-    /// The SUMO additional file placing the detectors, relative to this file.
-    pub detectors_file: String,
-    pub intersection: Vec<IntersectionPlan>,
-}
-
 /// One signalised intersection, driven through one SUMO traffic light.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntersectionPlan {
     pub id: String,
     /// The SUMO traffic light (`tlLogic` id) this intersection drives.
@@ -83,8 +72,7 @@ pub struct IntersectionPlan {
     pub program: Vec<ProgramPhase>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SignalGroup {
     pub id: String,
     /// The incoming edge (approach) its links leave from.
@@ -100,8 +88,7 @@ pub struct SignalGroup {
     pub yellow_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stage {
     pub id: String,
     /// Signal groups green in this stage.
@@ -110,8 +97,7 @@ pub struct Stage {
     pub duration_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Intergreen {
     /// The group losing right of way.
     pub from: String,
@@ -121,15 +107,13 @@ pub struct Intergreen {
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetectorKind {
     StopBar,
     Advance,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
     /// Detector id in SUMO, and the sensor id of its readings.
     pub id: String,
@@ -143,8 +127,7 @@ pub struct Detector {
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProgramPhase {
     pub duration_s: f64,
     pub state: String,
@@ -382,24 +365,23 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
     })
 }
 
-/// Finds (lane, pos) points `distance` metres upstream of the end of `lane`, following
-/// feeding lanes back up to 4 lanes when `lane` is shorter.
-fn upstream_points(net: &Net, lane: &str, distance: f64, depth: usize) -> Vec<(String, f64)> {
+/// Finds (lane, pos, distance reached) points `distance` metres upstream of the end of `lane`,
+/// following feeding lanes (not through traffic lights) back up to 4 lanes when `lane` is
+/// shorter; where the chain ends first, the point is the start of its first lane.
+fn upstream_points(net: &Net, lane: &str, distance: f64, depth: usize) -> Vec<(String, f64, f64)> {
     let Some(l) = net.lane(lane) else {
         return Vec::new();
     };
     if l.length >= distance {
-        return vec![(lane.to_string(), l.length - distance)];
-    }
-    if depth == 0 {
-        return vec![(lane.to_string(), 0.0)];
+        return vec![(lane.to_string(), l.length - distance, distance)];
     }
     let ups = net.upstream_lanes(lane);
-    if ups.is_empty() {
-        return vec![(lane.to_string(), 0.0)];
+    if depth == 0 || ups.is_empty() {
+        return vec![(lane.to_string(), 0.0, l.length)];
     }
     ups.iter()
         .flat_map(|u| upstream_points(net, u, distance - l.length, depth - 1))
+        .map(|(id, pos, d)| (id, pos, d + l.length))
         .collect()
 }
 
@@ -417,13 +399,30 @@ fn place_detectors(net: &Net, tls: &str, groups: &[SignalGroup]) -> Vec<Detector
         }
     }
     let mut out: Vec<Detector> = Vec::new();
-    for (kind, distance, name) in [
-        (DetectorKind::StopBar, STOP_BAR_M, "stop"),
-        (DetectorKind::Advance, ADVANCE_M, "advance"),
+    for (kind, name) in [
+        (DetectorKind::StopBar, "stop"),
+        (DetectorKind::Advance, "advance"),
     ] {
         for (lane, gs) in &lanes {
-            for (at, pos) in upstream_points(net, lane, distance, 4) {
-                let id = format!("{tls}/{at}/{name}");
+            let distance = match kind {
+                DetectorKind::StopBar => STOP_BAR_M,
+                DetectorKind::Advance => {
+                    let speed = net.lane(lane).map_or(0.0, |l| l.speed);
+                    (speed * ADVANCE_TRAVEL_S).max(ADVANCE_M)
+                }
+            };
+            for (at, pos, reached) in upstream_points(net, lane, distance, 4) {
+                // ids are gateway names (letters, digits, `_`, `-`, `.`) and unique in the net
+                let id: String = format!("{tls}-{at}-{name}")
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
                 match out.iter_mut().find(|d| d.id == id) {
                     Some(d) => {
                         for g in gs {
@@ -437,7 +436,7 @@ fn place_detectors(net: &Net, tls: &str, groups: &[SignalGroup]) -> Vec<Detector
                         kind,
                         lane: at,
                         pos_m: (pos * 100.0).round() / 100.0,
-                        distance_m: distance,
+                        distance_m: (reached * 100.0).round() / 100.0,
                         groups: gs.iter().cloned().collect(),
                     }),
                 }
@@ -466,117 +465,206 @@ pub fn detectors_xml(plans: &[IntersectionPlan]) -> String {
     s
 }
 
-impl PlanFile {
-    pub fn to_toml(&self) -> Result<String, PlanError> {
-        let body = toml::to_string(self).map_err(|e| PlanError::Toml {
-            path: "(plan)".into(),
-            message: e.to_string(),
-        })?;
-        Ok(format!(
-            "# Intersection plans imported from a SUMO net by `citygate sumo import`.\n\
-             # Signal groups are SUMO link indices that always share an aspect; stages are the\n\
-             # program's green phases; intergreen = yellow + all-red; min/max green are defaults.\n\n{body}"
-        ))
-    }
+/// Where a signal group's traffic goes: the next traffic light, through junctions without one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Downstream {
+    pub tls: String,
+    /// The incoming edge it arrives on.
+    pub edge: String,
+    /// From the stop line it leaves to the next one (m), and the travel time at the lanes'
+    /// speed limits (s).
+    pub distance_m: f64,
+    pub travel_s: f64,
+}
 
-    pub fn parse(text: &str, path: &str) -> Result<PlanFile, PlanError> {
-        let f: PlanFile = toml::from_str(text).map_err(|e| PlanError::Toml {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        f.validate(path)?;
-        Ok(f)
+/// The traffic lights the lanes `from` lead to (their outgoing lanes' edges followed
+/// downstream), each once.
+pub fn downstream(net: &Net, to_lanes: &[String]) -> Vec<Downstream> {
+    // incoming edges of every traffic light
+    let mut tls_of_edge: BTreeMap<String, String> = BTreeMap::new();
+    for c in &net.connections {
+        if let Some(t) = &c.tl {
+            tls_of_edge.insert(c.from.clone(), t.clone());
+        }
     }
-
-    pub fn load(path: &Path) -> Result<PlanFile, PlanError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|err| PlanError::Read {
-            path: shown.clone(),
-            err,
-        })?;
-        PlanFile::parse(&text, &shown)
-    }
-
-    /// Cross-checks: every link index inside the state string, each link in one group, every
-    /// group named by stages, conflicts, intergreens and detectors exists, program states match.
-    pub fn validate(&self, path: &str) -> Result<(), PlanError> {
-        let bad = |key: String, message: String| PlanError::Invalid {
-            path: path.into(),
-            key,
-            message,
+    let edge_of = |lane: &str| lane.rsplit_once('_').map(|(e, _)| e.to_string());
+    let mut out: Vec<Downstream> = Vec::new();
+    let mut todo: Vec<(String, f64, f64, usize)> = to_lanes
+        .iter()
+        .filter_map(|l| edge_of(l))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|e| (e, 0.0, 0.0, 0))
+        .collect();
+    while let Some((edge, dist, time, depth)) = todo.pop() {
+        let Some(e) = net.edges.get(&edge) else {
+            continue;
         };
-        for (k, p) in self.intersection.iter().enumerate() {
-            let at = format!("intersection[{k}] ({})", p.id);
-            let mut owner = vec![None; p.links];
-            let ids: BTreeSet<&str> = p.signal_group.iter().map(|g| g.id.as_str()).collect();
-            for g in &p.signal_group {
-                for &l in &g.links {
-                    match owner.get_mut(l) {
-                        None => {
-                            return Err(bad(
-                                format!("{at}.signal_group {}.links", g.id),
-                                format!("link {l} is beyond the {} links", p.links),
-                            ))
-                        }
-                        Some(Some(o)) => {
-                            return Err(bad(
-                                format!("{at}.signal_group {}.links", g.id),
-                                format!("link {l} is also in group {o}"),
-                            ))
-                        }
-                        Some(slot) => *slot = Some(g.id.clone()),
-                    }
-                }
-                if !(g.min_green_s >= 0.0 && g.max_green_s >= g.min_green_s) {
-                    return Err(bad(
-                        format!("{at}.signal_group {}", g.id),
-                        "needs 0 <= min_green_s <= max_green_s".into(),
-                    ));
-                }
+        let (len, speed) = e
+            .lanes
+            .first()
+            .map_or((0.0, 13.89), |l| (l.length, l.speed.max(0.1)));
+        let (dist, time) = (dist + len, time + len / speed);
+        if let Some(t) = tls_of_edge.get(&edge) {
+            if !out.iter().any(|d| d.tls == *t && d.edge == edge) {
+                out.push(Downstream {
+                    tls: t.clone(),
+                    edge: edge.clone(),
+                    distance_m: (dist * 10.0).round() / 10.0,
+                    travel_s: (time * 10.0).round() / 10.0,
+                });
             }
-            let known = |key: String, g: &str| {
-                if ids.contains(g) {
-                    Ok(())
-                } else {
-                    Err(bad(key, format!("unknown signal group `{g}`")))
-                }
-            };
-            for s in &p.stage {
-                for g in &s.green {
-                    known(format!("{at}.stage {}.green", s.id), g)?;
-                }
-            }
-            for c in &p.conflicts {
-                for g in c {
-                    known(format!("{at}.conflicts"), g)?;
-                }
-            }
-            for i in &p.intergreen {
-                known(format!("{at}.intergreen"), &i.from)?;
-                known(format!("{at}.intergreen"), &i.to)?;
-            }
-            for d in &p.detector {
-                for g in &d.groups {
-                    known(format!("{at}.detector {}.groups", d.id), g)?;
-                }
-            }
-            for (j, ph) in p.program.iter().enumerate() {
-                if ph.state.chars().count() != p.links
-                    || ph.duration_s.is_nan()
-                    || ph.duration_s <= 0.0
-                {
-                    return Err(bad(
-                        format!("{at}.program[{j}]"),
-                        format!(
-                            "needs a state of {} signals and a positive duration",
-                            p.links
-                        ),
+            continue;
+        }
+        if depth >= 8 {
+            continue;
+        }
+        let next: BTreeSet<String> = net
+            .connections
+            .iter()
+            .filter(|c| c.from == edge && !c.to.starts_with(':'))
+            .map(|c| c.to.clone())
+            .collect();
+        for n in next {
+            todo.push((n, dist, time, depth + 1));
+        }
+    }
+    out
+}
+
+/// The gateway's name for a SUMO link direction.
+pub fn movement(dir: &str) -> &'static str {
+    match dir {
+        "s" => "through",
+        "l" => "left",
+        "r" => "right",
+        "t" => "u_turn",
+        "L" => "partial_left",
+        "R" => "partial_right",
+        _ => "through",
+    }
+}
+
+/// A TOML string literal.
+fn q(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn list(items: &[String]) -> String {
+    let v: Vec<String> = items.iter().map(|s| q(s)).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// The gateway config for `plans`: `[gateway]` and one `[[intersection]]` per traffic light,
+/// with `controller` and each detector's `source` (sensor = the SUMO detector id, quantities
+/// `count`, `occupancy` and `occupied` per second, as `citygate sumo` gives them).
+pub fn gateway_toml(
+    net: &Net,
+    plans: &[IntersectionPlan],
+    gateway_id: &str,
+    controller: &str,
+) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# Written by `citygate sumo import` from {}.\n\
+         # Signal groups: SUMO link indices of one approach that always share an aspect (found again\n\
+         # from lanes + movements when `citygate sumo` runs); stages: the program's green phases;\n\
+         # intergreen = yellow + all-red; detectors: {} m stop bar and {} s of travel upstream.\n\n",
+        net.path, STOP_BAR_M, ADVANCE_TRAVEL_S
+    ));
+    s.push_str(&format!(
+        "[gateway]\nid = {}\ndata_dir = \"data\"\n",
+        q(gateway_id)
+    ));
+    for p in plans {
+        s.push_str(&format!(
+            "\n[[intersection]]\nid = {}\ncontroller = {}\n",
+            q(&p.id),
+            q(controller)
+        ));
+        let topo = net.tls_topology(&p.id).ok();
+        let mut neighbours = Vec::new();
+        for g in &p.signal_group {
+            let to_lanes: Vec<String> = topo
+                .as_ref()
+                .map(|t| {
+                    t.links
+                        .iter()
+                        .filter(|l| g.links.contains(&l.index))
+                        .map(|l| l.to_lane.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for d in downstream(net, &to_lanes) {
+                if d.tls != p.id && plans.iter().any(|o| o.id == d.tls) {
+                    neighbours.push(format!(
+                        "  {{ intersection = {}, via_group = {}, travel_s = {} }},",
+                        q(&d.tls),
+                        q(&g.id),
+                        d.travel_s
                     ));
                 }
             }
         }
-        Ok(())
+        if !neighbours.is_empty() {
+            s.push_str(&format!("neighbours = [\n{}\n]\n", neighbours.join("\n")));
+        }
+        let pairs: Vec<String> = p
+            .conflicts
+            .iter()
+            .map(|[a, b]| format!("[{}, {}]", q(a), q(b)))
+            .collect();
+        s.push_str(&format!("conflicts = [{}]\n", pairs.join(", ")));
+        for g in &p.signal_group {
+            let movements: Vec<String> = g
+                .movements
+                .iter()
+                .map(|m| movement(m).to_string())
+                .collect();
+            s.push_str(&format!(
+                "\n[[intersection.signal_group]]\nid = {}\napproach = {}\nmovements = {}\nlanes = {}\n\
+                 min_green_s = {:?}\nmax_green_s = {:?}\nyellow_s = {:?}\n",
+                q(&g.id),
+                q(&g.approach),
+                list(&movements),
+                list(&g.lanes),
+                g.min_green_s,
+                g.max_green_s,
+                g.yellow_s
+            ));
+        }
+        for st in &p.stage {
+            s.push_str(&format!(
+                "\n[[intersection.stage]]\nid = {}\ngreen = {}\n",
+                q(&st.id),
+                list(&st.green)
+            ));
+        }
+        for i in &p.intergreen {
+            s.push_str(&format!(
+                "\n[[intersection.intergreen]]\nfrom = {}\nto = {}\nseconds = {:?}\n",
+                q(&i.from),
+                q(&i.to),
+                i.seconds
+            ));
+        }
+        for d in &p.detector {
+            s.push_str(&format!(
+                "\n[[intersection.detector]]\nid = {}\nkind = {}\nlanes = {}\ndistance_m = {:?}\ngroups = {}\n\
+                 source = {{ sensor = {}, quantity = \"count\", interval_s = 1.0, occupancy = \"occupancy\", presence = \"occupied\" }}\n",
+                q(&d.id),
+                q(match d.kind {
+                    DetectorKind::StopBar => "stop_bar",
+                    DetectorKind::Advance => "advance",
+                }),
+                list(std::slice::from_ref(&d.lane)),
+                d.distance_m,
+                list(&d.groups),
+                q(&d.id)
+            ));
+        }
     }
+    s
 }
 
 #[cfg(test)]
@@ -649,9 +737,9 @@ mod tests {
         assert_eq!(stop.len(), 12, "3 lanes x 4 approaches");
         let d = stop.iter().find(|d| d.lane == "top0A0.240.00_0").unwrap();
         assert_eq!(d.pos_m, 39.0);
-        assert_eq!(d.id, "A0/top0A0.240.00_0/stop");
-        // the turn-lane section is 44 m: advance detectors sit 16 m before the end of the
-        // 2-lane edge upstream, one per lane
+        assert_eq!(d.id, "A0-top0A0.240.00_0-stop");
+        // advance: 10 s at 13.89 m/s = 138.9 m; the turn-lane section is 44 m, so they sit
+        // 94.9 m before the end of the 2-lane edge upstream, one per lane
         let adv: Vec<&Detector> = p
             .detector
             .iter()
@@ -661,42 +749,35 @@ mod tests {
         let net = Net::parse(D1, "d1.net.xml").unwrap();
         for a in &adv {
             let len = net.lane(&a.lane).unwrap().length;
-            assert!((len - a.pos_m - 16.0).abs() < 0.01, "{a:?} on {len}");
+            assert!((len - a.pos_m - 94.9).abs() < 0.01, "{a:?} on {len}");
+            assert!((a.distance_m - 138.9).abs() < 0.01, "{a:?}");
         }
         let xml = detectors_xml(std::slice::from_ref(&p));
         assert!(xml.contains(
-            r#"<inductionLoop id="A0/top0A0.240.00_0/stop" lane="top0A0.240.00_0" pos="39.00" period="3600" file="NUL""#
+            r#"<inductionLoop id="A0-top0A0.240.00_0-stop" lane="top0A0.240.00_0" pos="39.00" period="3600" file="NUL""#
         ));
     }
 
     #[test]
-    fn toml_round_trip_and_validation() {
-        let f = PlanFile {
-            detectors_file: "d.add.xml".into(),
-            intersection: vec![d1()],
-        };
-        let text = f.to_toml().unwrap();
-        let back = PlanFile::parse(&text, "p.toml").unwrap();
-        assert_eq!(back, f);
-        let reparse = |f: &PlanFile| PlanFile::parse(&f.to_toml().unwrap(), "p.toml");
-        let mut broken = f.clone();
-        broken.intersection[0].signal_group[0].links.push(3);
-        let e = reparse(&broken).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("signal_group sg2.links: link 3 is also in group sg1"),
-            "{e}"
-        );
-        let mut broken = f.clone();
-        broken.intersection[0].stage[0].green[0] = "sgX".into();
-        let e = reparse(&broken).unwrap_err();
-        assert!(e.to_string().contains("unknown signal group `sgX`"), "{e}");
-        let mut broken = f.clone();
-        broken.intersection[0].program[1].state.push('G');
-        let e = reparse(&broken).unwrap_err();
-        assert!(e.to_string().contains("program[1]"), "{e}");
-        let e = PlanFile::parse("detectors_file = 1", "p.toml").unwrap_err();
-        assert!(e.to_string().starts_with("p.toml"), "{e}");
+    fn the_gateway_config_passes_the_gateways_own_validation() {
+        let net = Net::parse(D1, "d1.net.xml").unwrap();
+        let plans = import(&net, &[]).unwrap();
+        let text = gateway_toml(&net, &plans, "sumo-d1", "look_ahead");
+        let cfg = crate::config::load_str(&text, "citygate.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.intersection.len(), 1);
+        let i = &cfg.intersection[0];
+        assert_eq!(i.signal_group.len(), 8);
+        assert_eq!(i.stage.len(), 4);
+        assert_eq!(i.detector.len(), 20);
+        assert_eq!(i.signal_group[0].movements, ["right", "through"]);
+        let m = crate::signals::Intersection::from_config(i).unwrap();
+        assert_eq!(m.stage_intergreen(0, 2), 5.0);
+        assert_eq!(m.stage_min_green(0), 5.0);
+        // a broken intergreen is refused, naming where
+        let broken = text.replacen("seconds = 5.0", "seconds = 1.0", 1);
+        let e = crate::config::load_str(&broken, "citygate.toml").unwrap_err();
+        assert!(e.to_string().contains("intergreen"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,255 @@
+//! The look-ahead controller's decision core, on an index-based [`Layout`] of the
+//! intersection: detector samples feed the [`Estimator`]; every decision replans the schedule
+//! ([`Problem::solve`]) over a rolling horizon and answers hold or switch; the plan's departures
+//! are the planned outflow for neighbours.
+//!
+//! Every parameter comes from the layout (the intersection config) or from measurement; the
+//! derived ones are documented where they are computed.
+
+use super::arrivals::{DetectorSpec, Estimator, Params};
+use super::schedule::{Plan, Problem};
+
+/// HCM start-up lost time: seconds at the start of a green before a standing queue discharges
+/// at the saturation flow.
+pub const STARTUP_LOST_S: f64 = 2.0;
+/// Time constant of measured flows and turning shares (s).
+pub const FLOW_WINDOW_S: f64 = 300.0;
+/// Shortest planning horizon (s).
+pub const MIN_HORIZON_S: f64 = 60.0;
+/// Longest planning horizon (s).
+pub const MAX_HORIZON_S: f64 = 180.0;
+
+/// The intersection as the look-ahead core sees it (all indices).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub groups: usize,
+    /// Groups green in each stage.
+    pub stages: Vec<Vec<usize>>,
+    /// `[from][to]` stage intergreen (s).
+    pub intergreen: Vec<Vec<f64>>,
+    pub min_green: Vec<f64>,
+    pub max_green: Vec<f64>,
+    /// Per group: its own maximum green.
+    pub group_max_green: Vec<f64>,
+    /// Per group: saturation discharge (vehicles per second, all its lanes).
+    pub discharge: Vec<f64>,
+    pub detectors: Vec<DetectorSpec>,
+    /// Free-flow approach speed (m/s).
+    pub speed_mps: f64,
+    /// A cluster of arrivals ends at a gap this long (s).
+    pub cluster_gap_s: f64,
+}
+
+impl Layout {
+    /// Shortest cycle: every stage at min green, each followed by its longest intergreen.
+    pub fn min_cycle_s(&self) -> f64 {
+        (0..self.stages.len())
+            .map(|s| self.min_green[s] + self.intergreen[s].iter().copied().fold(0.0f64, f64::max))
+            .sum()
+    }
+
+    /// The horizon: the longest green plus one shortest cycle, so that the plan always sees
+    /// every stage served again; within [`MIN_HORIZON_S`], [`MAX_HORIZON_S`].
+    pub fn horizon_s(&self) -> f64 {
+        let longest = self
+            .max_green
+            .iter()
+            .copied()
+            .filter(|m| m.is_finite())
+            .fold(0.0f64, f64::max);
+        (longest + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
+    }
+
+    /// What a vehicle left queued at the horizon costs: half the shortest cycle, its mean
+    /// wait for a green if the plan went on at minimum greens.
+    pub fn leftover_wait_s(&self) -> f64 {
+        self.min_cycle_s() / 2.0
+    }
+}
+
+/// Hold the running stage or change to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    Hold,
+    Switch(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct Core {
+    layout: Layout,
+    est: Estimator,
+    plan: Option<Plan>,
+    planned_at: f64,
+    explain: String,
+    /// Per group: green now (for the estimator's empty-stop-bar check).
+    green: Vec<bool>,
+    /// Per group: when its green (without a break) began.
+    green_since: Vec<Option<f64>>,
+}
+
+impl Core {
+    pub fn new(layout: Layout) -> Core {
+        let est = Estimator::new(
+            layout.groups,
+            layout.detectors.clone(),
+            Params {
+                speed_mps: layout.speed_mps,
+                flow_window_s: FLOW_WINDOW_S,
+                empty_gap_s: layout.cluster_gap_s.max(1.0),
+            },
+        );
+        Core {
+            green: vec![false; layout.groups],
+            green_since: vec![None; layout.groups],
+            layout,
+            est,
+            plan: None,
+            planned_at: 0.0,
+            explain: String::new(),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn estimator_mut(&mut self) -> &mut Estimator {
+        &mut self.est
+    }
+
+    pub fn estimator(&self) -> &Estimator {
+        &self.est
+    }
+
+    /// A detector sample: vehicles counted since the last one, and presence now.
+    pub fn on_detector(&mut self, detector: usize, vehicles: f64, occupied: bool, at: f64) {
+        self.est.on_count(detector, vehicles, at);
+        self.est.on_presence(detector, occupied, at);
+    }
+
+    /// The decision at `now`: `stage` green for `green_for` s, or a transition into it.
+    pub fn decide(
+        &mut self,
+        stage: usize,
+        in_transition: bool,
+        green_for: f64,
+        now: f64,
+    ) -> Choice {
+        let l = &self.layout;
+        let k = l.stages.len();
+        if k == 0 || stage >= k {
+            return Choice::Hold;
+        }
+        for (g, slot) in self.green.iter_mut().enumerate() {
+            *slot = !in_transition && l.stages[stage].contains(&g) && green_for >= l.cluster_gap_s;
+        }
+        // groups green without a break: those of the stage (in a transition, those that stay)
+        for (g, since) in self.green_since.iter_mut().enumerate() {
+            if !l.stages[stage].contains(&g) {
+                *since = None;
+            } else if !in_transition && since.is_none() {
+                *since = Some(now - green_for);
+            }
+        }
+        self.est.tick(&self.green, now);
+        if in_transition {
+            self.explain = format!("transition to stage {stage}");
+            return Choice::Hold;
+        }
+        let h = l.horizon_s().ceil() as usize;
+        let queue: Vec<f64> = (0..l.groups).map(|g| self.est.queue(g, now)).collect();
+        let group_green_for: Vec<f64> = self
+            .green_since
+            .iter()
+            .map(|s| s.map_or(0.0, |t| (now - t).max(0.0)))
+            .collect();
+        let arrivals: Vec<Vec<f64>> = (0..l.groups)
+            .map(|g| self.est.arrivals(g, now, h))
+            .collect();
+        let plan = Problem {
+            stages: &l.stages,
+            intergreen: &l.intergreen,
+            min_green: &l.min_green,
+            max_green: &l.max_green,
+            group_max_green: &l.group_max_green,
+            group_green_for: &group_green_for,
+            discharge: &l.discharge,
+            queue: &queue,
+            arrivals: &arrivals,
+            current: stage,
+            green_for,
+            startup_lost_s: STARTUP_LOST_S,
+            leftover_wait_s: l.leftover_wait_s(),
+            cluster_gap_s: l.cluster_gap_s,
+        }
+        .solve();
+        let choice = match plan.next {
+            Some(j) if plan.hold_s <= 0.0 && green_for >= l.min_green[stage] => Choice::Switch(j),
+            _ => Choice::Hold,
+        };
+        let queued: f64 = queue.iter().sum();
+        self.explain = match choice {
+            Choice::Hold => format!(
+                "hold stage {stage} {:.0} s more ({queued:.1} queued, plan delay {:.0} veh-s)",
+                plan.hold_s, plan.cost
+            ),
+            Choice::Switch(j) => format!(
+                "switch to stage {j} ({queued:.1} queued, plan delay {:.0} veh-s)",
+                plan.cost
+            ),
+        };
+        self.plan = Some(plan);
+        self.planned_at = now;
+        choice
+    }
+
+    /// When the last decision was made.
+    pub fn last_tick(&self) -> Option<f64> {
+        self.plan.as_ref().map(|_| self.planned_at)
+    }
+
+    /// The last plan and when it was made.
+    pub fn plan(&self) -> Option<(&Plan, f64)> {
+        self.plan.as_ref().map(|p| (p, self.planned_at))
+    }
+
+    /// Vehicles group `g` is planned to discharge, per second from the plan's time:
+    /// (start, end, vehicles) of each run of departures.
+    pub fn planned_departures(&self, g: usize) -> Vec<(f64, f64, f64)> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let Some(dep) = plan.departures.get(g) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut run: Option<(usize, f64)> = None;
+        for (t, &v) in dep.iter().enumerate() {
+            match (&mut run, v > 1e-9) {
+                (Some((_, sum)), true) => *sum += v,
+                (None, true) => run = Some((t, v)),
+                (Some((start, sum)), false) => {
+                    out.push((
+                        self.planned_at + *start as f64,
+                        self.planned_at + t as f64,
+                        *sum,
+                    ));
+                    run = None;
+                }
+                (None, false) => {}
+            }
+        }
+        if let Some((start, sum)) = run {
+            out.push((
+                self.planned_at + start as f64,
+                self.planned_at + dep.len() as f64,
+                sum,
+            ));
+        }
+        out
+    }
+
+    pub fn explain(&self) -> &str {
+        &self.explain
+    }
+}
