@@ -19,6 +19,7 @@ use crate::outbox::{Outbox, OutboxError};
 use crate::rules::hazard::{HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::signals::live::Signals;
+use crate::signals::PlannedFlow;
 use crate::sources::mqtt::epoch_now;
 use crate::status::{Stats, StatusFile};
 use crate::tls::{SecurityError, UplinkSecurity};
@@ -189,8 +190,20 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
                 .map_err(|e| RunError::Modbus(e.to_string()))?,
         )
     };
-    let signals = Signals::start(&cfg.intersection, modbus.as_ref().map(|m| m.writer()))
+    let signals = Signals::start(&gw, &cfg.intersection, modbus.as_ref().map(|m| m.writer()))
         .map_err(RunError::Signals)?;
+    let peers = if signals.coordinates() {
+        let (tx, rx) = mpsc::channel(crate::signals::peers::QUEUE);
+        tokio::spawn(crate::signals::peers::listen(
+            local.clone(),
+            gw.clone(),
+            tx,
+            Arc::clone(&stats),
+        ));
+        Some(rx)
+    } else {
+        None
+    };
     let ingest = tokio::spawn(sources::mqtt::run(
         local.clone(),
         format!("citygate-{gw}-ingest"),
@@ -207,6 +220,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
             hazard,
             signals,
             commands,
+            peers,
         },
         Sinks {
             outbox: Arc::clone(&outbox),
@@ -370,10 +384,12 @@ struct Rules {
     signals: Signals,
     /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys).
     commands: Option<mpsc::Receiver<Command>>,
+    /// Neighbouring gateways' planned outflows (`None` when no intersection coordinates).
+    peers: Option<mpsc::Receiver<Vec<PlannedFlow>>>,
 }
 
-/// The next verified command (pending forever without a downlink).
-async fn next_command(rx: &mut Option<mpsc::Receiver<Command>>) -> Option<Command> {
+/// The next message of an optional channel (pending forever without one).
+async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -554,7 +570,8 @@ async fn rules_task(
                 }
             }
             Some(e) = events.recv() => sinks.event(e),
-            Some(c) = next_command(&mut rules.commands) => apply_command(&mut rules.signals, &sinks, &c, epoch_now()),
+            Some(c) = next(&mut rules.commands) => apply_command(&mut rules.signals, &sinks, &c, epoch_now()),
+            Some(flows) = next(&mut rules.peers) => rules.signals.on_peer_flows(&flows),
             (i, result) = rules.signals.next_result() => {
                 rules.signals.on_result(i, result, epoch_now());
             }

@@ -8,7 +8,8 @@ use citygate_protocols::registers::signal_controller as map;
 use citygate_protocols::{Event, Reading};
 use tokio::sync::mpsc;
 
-use super::config::IntersectionConfig;
+use super::config::{ControllerKind, IntersectionConfig};
+use super::controller::PlannedFlow;
 use super::model::{Actuation, Intersection};
 use super::runtime::{controller_for, IntersectionRuntime, IntersectionStatus};
 use crate::actions::LocalPublish;
@@ -27,6 +28,8 @@ struct Job {
 
 /// Every intersection of the gateway.
 pub struct Signals {
+    /// This gateway's id, for the peer topic its planned outflows go out on.
+    gateway: String,
     runtimes: Vec<IntersectionRuntime>,
     in_flight: Vec<bool>,
     /// By intersection: the plan a `plan_override` command runs and when it ends.
@@ -47,6 +50,7 @@ impl Signals {
     /// Builds every intersection (already validated with the config) and, if any actuates
     /// over Modbus, starts the actuation task on the current tokio runtime.
     pub fn start(
+        gateway: &str,
         configs: &[IntersectionConfig],
         modbus: Option<ModbusWriter>,
     ) -> Result<Signals, String> {
@@ -83,12 +87,30 @@ impl Signals {
             (false, _) => None,
         };
         Ok(Signals {
+            gateway: gateway.to_string(),
             in_flight: vec![false; runtimes.len()],
             overrides: vec![None; runtimes.len()],
             runtimes,
             jobs,
             results,
         })
+    }
+
+    /// Whether any intersection coordinates with neighbours (look-ahead with `neighbours`),
+    /// so that peer messages are worth listening to.
+    pub fn coordinates(&self) -> bool {
+        self.runtimes.iter().any(|r| {
+            r.model().controller == ControllerKind::LookAhead && !r.model().neighbours.is_empty()
+        })
+    }
+
+    /// Planned outflows from neighbouring gateways' intersections.
+    pub fn on_peer_flows(&mut self, flows: &[PlannedFlow]) {
+        for f in flows {
+            for rt in self.runtimes.iter_mut().filter(|r| r.model().id == f.to) {
+                rt.on_peer_flow(f);
+            }
+        }
     }
 
     /// Whether there is any intersection.
@@ -212,7 +234,27 @@ impl Signals {
                 }
             }
         }
+        self.exchange_outflows(now, &mut publish);
         (events, publish)
+    }
+
+    /// Planned outflows: to this gateway's own intersections in process, to the others on
+    /// the peer topic (one message per tick, only when there is something to say).
+    fn exchange_outflows(&mut self, now: f64, publish: &mut Vec<LocalPublish>) {
+        let flows: Vec<PlannedFlow> = self.runtimes.iter().flat_map(|r| r.outflow(now)).collect();
+        if flows.is_empty() {
+            return;
+        }
+        let (local, remote): (Vec<PlannedFlow>, Vec<PlannedFlow>) = flows
+            .into_iter()
+            .partition(|f| self.runtimes.iter().any(|r| r.model().id == f.to));
+        self.on_peer_flows(&local);
+        if !remote.is_empty() {
+            publish.push(LocalPublish {
+                topic: super::peers::topic_of(&self.gateway),
+                payload: super::lookahead::peer::encode(&remote),
+            });
+        }
     }
 
     /// The next write result from the actuation task (pending forever without one).
@@ -272,7 +314,7 @@ mod tests {
     use crate::signals::fixtures::{parse, CROSSROADS};
 
     fn signals() -> Signals {
-        match Signals::start(&[parse(CROSSROADS)], None) {
+        match Signals::start("gw-1", &[parse(CROSSROADS)], None) {
             Ok(s) => s,
             Err(e) => panic!("{e}"),
         }

@@ -14,6 +14,7 @@ pub mod live;
 pub mod lookahead;
 pub mod max_pressure;
 pub mod model;
+pub mod peers;
 pub mod queue_model;
 pub mod runtime;
 pub mod safety;
