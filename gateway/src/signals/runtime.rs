@@ -124,6 +124,8 @@ struct Input {
 struct Field {
     mode: Option<Mode>,
     stage: Option<u16>,
+    /// Seconds in the current stage.
+    stage_time: Option<f64>,
     last_sequence: Option<u16>,
     rejected: Option<f64>,
 }
@@ -148,6 +150,9 @@ pub struct IntersectionRuntime {
     field: Field,
     sequence: Option<u16>,
     started: Option<f64>,
+    /// The supervisor has taken over the field controller's state (Modbus actuation), or
+    /// there is none to take over.
+    synced: bool,
     actuation_failing: bool,
 }
 
@@ -199,6 +204,7 @@ impl IntersectionRuntime {
             field: Field::default(),
             sequence: None,
             started: None,
+            synced: false,
             actuation_failing: false,
             model,
         }
@@ -268,6 +274,7 @@ impl IntersectionRuntime {
                 self.field.mode = mode;
             }
             "current_stage" => self.field.stage = Some(v as u16),
+            "stage_time" => self.field.stage_time = Some(v),
             "last_sequence" => self.field.last_sequence = Some(v as u16),
             "rejected_commands" => {
                 if let Some(before) = self.field.rejected {
@@ -376,9 +383,43 @@ impl IntersectionRuntime {
         Ok(())
     }
 
+    /// With Modbus actuation, takes over the stage the field controller runs (and how long it
+    /// has run it) before the first command, so that both count minimum and maximum green
+    /// from the same start; without field status within [`SEQUENCE_SYNC_WAIT_S`], starts with
+    /// the all-red start-up.
+    fn sync(&mut self, now: f64) {
+        if self.synced {
+            return;
+        }
+        if !matches!(self.model.actuation, Actuation::Modbus { .. }) {
+            self.synced = true;
+            return;
+        }
+        if let (Some(stage), Some(t)) = (self.field.stage, self.field.stage_time) {
+            let stage = usize::from(stage);
+            if stage >= 1 && stage <= self.model.stages.len() {
+                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now);
+                self.synced = true;
+                tracing::info!(
+                    "intersection {}: taking over stage {} after {t:.1} s",
+                    self.model.id,
+                    self.model.stages[stage - 1].id
+                );
+                return;
+            }
+        }
+        if self
+            .started
+            .is_some_and(|s| now - s >= SEQUENCE_SYNC_WAIT_S)
+        {
+            self.synced = true;
+        }
+    }
+
     /// Advances to `now`.
     pub fn tick(&mut self, now: f64) -> TickOutput {
         self.start(now);
+        self.sync(now);
         let dt = self.last_tick.map_or(0.0, |t| (now - t).clamp(0.0, 5.0));
         let prev = self.last_tick.unwrap_or(f64::NEG_INFINITY);
         self.last_tick = Some(now);
