@@ -22,14 +22,14 @@ const MIN_GREEN_MS: u64 = 2_000;
 const MAX_GREEN_MS: u64 = 10_000;
 const YELLOW_MS: u64 = 1_500;
 const INTERGREEN_MS: u64 = 2_000;
-const WATCHDOG_MS: u32 = 3_000;
+const WATCHDOG_MS: u32 = 6_000;
 /// A day of demand compressed into this many milliseconds (2 s an hour).
 const DAY_MS: u64 = 48_000;
 
 /// Vehicles per second on detector `d` (0 N, 1 E, 2 S, 3 W) at hour `h` of the compressed
 /// day: a north–south morning peak, an east–west evening peak, light traffic otherwise.
 fn rate(d: usize, h: u64) -> f64 {
-    let ns = d % 2 == 0;
+    let ns = d.is_multiple_of(2);
     match h {
         4..=12 if ns => 1.5,
         14..=22 if !ns => 1.5,
@@ -143,15 +143,15 @@ impl Traced {
         if let Some(day) = self.log.day_started {
             let h = ((now - day) * 24 / DAY_MS) as usize;
             if h < 24 {
-                for g in 0..2 {
-                    if states[g] == SignalState::Green {
-                        self.log.green_ms[h][g] += dt;
+                for (ms, s) in self.log.green_ms[h].iter_mut().zip(states) {
+                    if s == SignalState::Green {
+                        *ms += dt;
                     }
                 }
             }
         }
-        for g in 0..2 {
-            let (p, s) = (self.prev[g], states[g]);
+        for (g, &s) in states.iter().enumerate() {
+            let p = self.prev[g];
             if p == s {
                 continue;
             }

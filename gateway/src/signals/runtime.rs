@@ -6,7 +6,9 @@
 //!
 //! Readings: a detector's `quantity` is a vehicle count over `interval_s`, held as a flow
 //! until the next value (the firmware reports counts per closed interval, on change);
-//! `occupancy` is percent; `presence` is 0/1. A detector has fresh data in a tick when a good
+//! `occupancy` is percent; `presence` is 0/1, and a sample is "occupied" when the loop was
+//! occupied at the tick or at any reading since the previous tick (a vehicle passing between
+//! two ticks still extends the green). A detector has fresh data in a tick when a good
 //! reading of its own or of its sensor (the field controller reports every poll) arrived since
 //! the previous tick; a non-good reading of its own marks it silent until a good one arrives.
 //! Readings of the actuation device (`mode`, `current_stage`, `last_sequence`, ...) are the
@@ -115,6 +117,8 @@ struct Input {
     rate: f64,
     occupancy: f64,
     occupied: bool,
+    /// Occupied at some time since the last sample (a vehicle between two ticks).
+    seen_occupied: bool,
     alive_at: f64,
     bad: bool,
 }
@@ -252,7 +256,10 @@ impl IntersectionRuntime {
                         input.rate = r.value.max(0.0) / interval;
                     }
                     Role::Occupancy => input.occupancy = (r.value / 100.0).clamp(0.0, 1.0),
-                    Role::Presence => input.occupied = r.value >= 0.5,
+                    Role::Presence => {
+                        input.occupied = r.value >= 0.5;
+                        input.seen_occupied |= input.occupied;
+                    }
                 }
             }
         }
@@ -433,9 +440,10 @@ impl IntersectionRuntime {
                 detector: d,
                 vehicles: i.rate * dt,
                 occupancy: i.occupancy,
-                occupied: i.occupied,
+                occupied: i.occupied || i.seen_occupied,
                 at: now,
             };
+            self.inputs[d].seen_occupied = false;
             self.on_sample(&s);
         }
         let changes = self
