@@ -6,7 +6,9 @@
 //!
 //! Readings: a detector's `quantity` is a vehicle count over `interval_s`, held as a flow
 //! until the next value (the firmware reports counts per closed interval, on change);
-//! `occupancy` is percent; `presence` is 0/1. A detector has fresh data in a tick when a good
+//! `occupancy` is percent; `presence` is 0/1, and a sample is "occupied" when the loop was
+//! occupied at the tick or at any reading since the previous tick (a vehicle passing between
+//! two ticks still extends the green). A detector has fresh data in a tick when a good
 //! reading of its own or of its sensor (the field controller reports every poll) arrived since
 //! the previous tick; a non-good reading of its own marks it silent until a good one arrives.
 //! Readings of the actuation device (`mode`, `current_stage`, `last_sequence`, ...) are the
@@ -113,6 +115,8 @@ struct Input {
     rate: f64,
     occupancy: f64,
     occupied: bool,
+    /// Occupied at some time since the last sample (a vehicle between two ticks).
+    seen_occupied: bool,
     alive_at: f64,
     bad: bool,
 }
@@ -122,6 +126,8 @@ struct Input {
 struct Field {
     mode: Option<Mode>,
     stage: Option<u16>,
+    /// Seconds in the current stage.
+    stage_time: Option<f64>,
     last_sequence: Option<u16>,
     rejected: Option<f64>,
 }
@@ -146,6 +152,9 @@ pub struct IntersectionRuntime {
     field: Field,
     sequence: Option<u16>,
     started: Option<f64>,
+    /// The supervisor has taken over the field controller's state (Modbus actuation), or
+    /// there is none to take over.
+    synced: bool,
     actuation_failing: bool,
 }
 
@@ -197,6 +206,7 @@ impl IntersectionRuntime {
             field: Field::default(),
             sequence: None,
             started: None,
+            synced: false,
             actuation_failing: false,
             model,
         }
@@ -244,7 +254,10 @@ impl IntersectionRuntime {
                         input.rate = r.value.max(0.0) / interval;
                     }
                     Role::Occupancy => input.occupancy = (r.value / 100.0).clamp(0.0, 1.0),
-                    Role::Presence => input.occupied = r.value >= 0.5,
+                    Role::Presence => {
+                        input.occupied = r.value >= 0.5;
+                        input.seen_occupied |= input.occupied;
+                    }
                 }
             }
         }
@@ -266,6 +279,7 @@ impl IntersectionRuntime {
                 self.field.mode = mode;
             }
             "current_stage" => self.field.stage = Some(v as u16),
+            "stage_time" => self.field.stage_time = Some(v),
             "last_sequence" => self.field.last_sequence = Some(v as u16),
             "rejected_commands" => {
                 if let Some(before) = self.field.rejected {
@@ -384,9 +398,43 @@ impl IntersectionRuntime {
         Ok(())
     }
 
+    /// With Modbus actuation, takes over the stage the field controller runs (and how long it
+    /// has run it) before the first command, so that both count minimum and maximum green
+    /// from the same start; without field status within [`SEQUENCE_SYNC_WAIT_S`], starts with
+    /// the all-red start-up.
+    fn sync(&mut self, now: f64) {
+        if self.synced {
+            return;
+        }
+        if !matches!(self.model.actuation, Actuation::Modbus { .. }) {
+            self.synced = true;
+            return;
+        }
+        if let (Some(stage), Some(t)) = (self.field.stage, self.field.stage_time) {
+            let stage = usize::from(stage);
+            if stage >= 1 && stage <= self.model.stages.len() {
+                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now);
+                self.synced = true;
+                tracing::info!(
+                    "intersection {}: taking over stage {} after {t:.1} s",
+                    self.model.id,
+                    self.model.stages[stage - 1].id
+                );
+                return;
+            }
+        }
+        if self
+            .started
+            .is_some_and(|s| now - s >= SEQUENCE_SYNC_WAIT_S)
+        {
+            self.synced = true;
+        }
+    }
+
     /// Advances to `now`.
     pub fn tick(&mut self, now: f64) -> TickOutput {
         self.start(now);
+        self.sync(now);
         let dt = self.last_tick.map_or(0.0, |t| (now - t).clamp(0.0, 5.0));
         let prev = self.last_tick.unwrap_or(f64::NEG_INFINITY);
         self.last_tick = Some(now);
@@ -400,9 +448,10 @@ impl IntersectionRuntime {
                 detector: d,
                 vehicles: i.rate * dt,
                 occupancy: i.occupancy,
-                occupied: i.occupied,
+                occupied: i.occupied || i.seen_occupied,
                 at: now,
             };
+            self.inputs[d].seen_occupied = false;
             self.on_sample(&s);
         }
         let changes = self
