@@ -746,3 +746,58 @@ hold = "EW"
     assert_eq!(gw.stats.snapshot().signals[0].refused, 0);
     gw.shutdown().await;
 }
+
+/// (e) `citygate demo`: every status shows each intersection's stage, controller and last
+/// decision, and the stages change with the simulated demand.
+#[test]
+fn the_demo_shows_each_intersections_stage_and_decisions() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin)
+        .args(["demo", "--seconds", "35", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (int, controller, decision) in [
+        ("int-1", "actuated", "-out after"),
+        ("int-2", "max_pressure", "pressure"),
+        ("int-3", "fixed_time", "cycle "),
+    ] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{int}: stage ")))
+            .collect();
+        assert!(lines.len() >= 25, "one line a second for {int}: {text}");
+        assert!(
+            lines.iter().all(|l| l.contains(controller)),
+            "{int}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(decision)),
+            "{int}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("field central")),
+            "{int} under central control: {lines:?}"
+        );
+        let stage = |l: &str| {
+            l.split("stage ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .map(String::from)
+        };
+        let stages: Vec<Option<String>> = lines.iter().map(|l| stage(l)).collect();
+        assert!(
+            stages.windows(2).any(|w| w[0] != w[1]),
+            "{int}: the stage changes during the demo: {lines:?}"
+        );
+    }
+}
