@@ -561,3 +561,243 @@ async fn a_killed_gateway_falls_back_and_a_restarted_one_resumes_control() {
         "{modes:?}"
     );
 }
+
+/// (d) `[hazard]` asks for an emergency plan: the intersection holds the plan's stage (stage
+/// commands on its MQTT topic show it) until the alert clears, then adaptive control resumes;
+/// both are `plan_change` events on the uplink.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hazard_emergency_plan_runs_until_the_alert_clears() {
+    use citygate_tests::{subscribe_on_thread, Publisher};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    let id = "gw-sig-plan";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = free_port();
+    let mut text = gateway_config(
+        id,
+        local,
+        &format!("mqtt://127.0.0.1:{local}"),
+        dir.path(),
+        60,
+    );
+    text.push_str(
+        r#"
+[hazard]
+sender = "citygate.gw-sig-plan@city.example"
+identifier_prefix = "gw-sig-plan"
+min_update_interval_s = 1
+
+[[hazard.groups]]
+id = "underpass"
+sensors = ["w1"]
+quantity = "level"
+rule = { kind = "threshold" }
+persistence_s = 0
+event = "Flood"
+area = { desc = "Main St underpass", polygon = [[52.1, 4.3], [52.1, 4.31], [52.11, 4.31]] }
+
+[[hazard.groups.levels]]
+name = "warning"
+raise = 1.0
+clear = 0.8
+urgency = "Immediate"
+severity = "Severe"
+certainty = "Observed"
+headline = "Underpass flooded ({value} m)"
+emergency_plans = [{ intersection = "int-m", plan = "flood-detour" }]
+
+[[intersection]]
+id = "int-m"
+controller = "max_pressure"
+actuation = { mqtt_topic = "signals/int-m/stage" }
+conflicts = [["NS", "EW"]]
+
+[[intersection.signal_group]]
+id = "NS"
+approach = "north-south"
+min_green_s = 3.0
+max_green_s = 60.0
+yellow_s = 2.0
+
+[[intersection.signal_group]]
+id = "EW"
+approach = "east-west"
+min_green_s = 3.0
+max_green_s = 60.0
+yellow_s = 2.0
+
+[[intersection.stage]]
+id = "NS"
+green = ["NS"]
+
+[[intersection.stage]]
+id = "EW"
+green = ["EW"]
+
+[[intersection.intergreen]]
+from = "NS"
+to = "EW"
+seconds = 3.0
+
+[[intersection.intergreen]]
+from = "EW"
+to = "NS"
+seconds = 3.0
+
+[[intersection.plan]]
+id = "flood-detour"
+hold = "EW"
+"#,
+    );
+    let cfg = citygate::config::load_str(&text, "plan.toml").unwrap_or_else(|e| panic!("{e}"));
+    let gw = citygate::run::start(cfg).await.expect("gateway");
+    assert!(
+        eventually(Duration::from_secs(20), || gw
+            .stats
+            .uplink_connected
+            .load(Ordering::Relaxed))
+        .await
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || gw
+            .stats
+            .ingest_subscribed
+            .load(Ordering::Relaxed))
+        .await
+    );
+    let collector = Collector::start(local, id).await;
+    let commands = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let c = Arc::clone(&commands);
+    subscribe_on_thread(local, "stage-watch", "signals/#", move |_, p| {
+        if let Ok(v) = serde_json::from_slice(p) {
+            c.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+        }
+    })
+    .await;
+    let last_stage = || {
+        commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
+            .and_then(|v| v["stage_id"].as_str().map(String::from))
+    };
+    let controller = || {
+        gw.stats
+            .snapshot()
+            .signals
+            .first()
+            .map(|s| s.controller.clone())
+    };
+    // no demand: max-pressure rests on the first stage
+    assert!(
+        eventually(Duration::from_secs(15), || last_stage().as_deref()
+            == Some("NS"))
+        .await
+    );
+    let publisher = Publisher::connect(local, "field-w").await;
+    let now = citygate::sources::mqtt::epoch_now();
+    publisher.reading("w1", 1.5, now).await;
+    assert!(
+        eventually(Duration::from_secs(10), || controller().as_deref()
+            == Some("plan:flood-detour"))
+        .await,
+        "{}",
+        gw.stats.snapshot()
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || last_stage().as_deref()
+            == Some("EW"))
+        .await,
+        "the plan's stage is commanded: {:?}",
+        commands.lock().unwrap_or_else(|e| e.into_inner()).last()
+    );
+    assert!(gw.stats.snapshot().signals[0].stage == "EW");
+    publisher.reading("w1", 0.2, now + 1.0).await;
+    assert!(
+        eventually(Duration::from_secs(10), || controller().as_deref()
+            == Some("max_pressure"))
+        .await,
+        "{}",
+        gw.stats.snapshot()
+    );
+    let plans = || {
+        collector
+            .snapshot()
+            .envelopes
+            .into_iter()
+            .filter_map(|e| match e.body {
+                Body::Event(e) if e.kind == "plan_change" => Some(e.message),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || plans().len() == 2).await,
+        "{:?}",
+        plans()
+    );
+    assert_eq!(
+        plans(),
+        vec![
+            "emergency plan `flood-detour` started".to_string(),
+            "emergency plan `flood-detour` ended; max_pressure control resumes".to_string()
+        ]
+    );
+    assert_eq!(gw.stats.snapshot().signals[0].refused, 0);
+    gw.shutdown().await;
+}
+
+/// (e) `citygate demo`: every status shows each intersection's stage, controller and last
+/// decision, and the stages change with the simulated demand.
+#[test]
+fn the_demo_shows_each_intersections_stage_and_decisions() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(bin)
+        .args(["demo", "--seconds", "35", "--listen"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .expect("run the demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (int, controller, decision) in [
+        ("int-1", "actuated", "-out after"),
+        ("int-2", "max_pressure", "pressure"),
+        ("int-3", "fixed_time", "cycle "),
+    ] {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(&format!("{int}: stage ")))
+            .collect();
+        assert!(lines.len() >= 25, "one line a second for {int}: {text}");
+        assert!(
+            lines.iter().all(|l| l.contains(controller)),
+            "{int}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(decision)),
+            "{int}: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("field central")),
+            "{int} under central control: {lines:?}"
+        );
+        let stage = |l: &str| {
+            l.split("stage ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .map(String::from)
+        };
+        let stages: Vec<Option<String>> = lines.iter().map(|l| stage(l)).collect();
+        assert!(
+            stages.windows(2).any(|w| w[0] != w[1]),
+            "{int}: the stage changes during the demo: {lines:?}"
+        );
+    }
+}
