@@ -104,16 +104,18 @@ impl SumoBinding {
                         v.push(l.index);
                     }
                 }
-                None => return Err(BindingError::Link {
-                    intersection: model.id.clone(),
-                    tls: topo.tls.clone(),
-                    link: l.index,
-                    message: format!(
+                None => {
+                    return Err(BindingError::Link {
+                        intersection: model.id.clone(),
+                        tls: topo.tls.clone(),
+                        link: l.index,
+                        message: format!(
                         "({}, {}) is in no signal group (groups name their lanes and movements)",
                         l.from_lane,
                         movement(&l.dir)
                     ),
-                }),
+                    })
+                }
             }
         }
         Ok(SumoBinding {
