@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole citygate test suite. Installs what the tests need when it is missing:
-# Debian packages (mosquitto, socat, libxml2-utils) with apt-get, and Python tools (pymodbus)
-# in a venv at .venv. Extra arguments go to `cargo test`.
+# Debian packages (mosquitto, socat, libxml2-utils) with apt-get, Python tools (pymodbus)
+# in a venv at .venv, and SUMO (tests/sumo.sh: eclipse-sumo in .venv-sumo, the kit's D1/D2
+# scenarios). The SUMO tests fail here rather than skip (CITYGATE_REQUIRE_SUMO=1).
+# Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,9 @@ if ! .venv/bin/python -c 'import pymodbus, serial' 2>/dev/null; then
   .venv/bin/pip install -q "$PYMODBUS"
 fi
 export CITYGATE_PYTHON="$PWD/.venv/bin/python"
+
+bash tests/sumo.sh
+export CITYGATE_REQUIRE_SUMO=1
 
 if [ -x firmware/check-no-std.sh ] || [ -f firmware/check-no-std.sh ]; then
   bash firmware/check-no-std.sh

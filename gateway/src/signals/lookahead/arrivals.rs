@@ -78,6 +78,8 @@ pub struct Estimator {
     reach: Vec<f64>,
     /// Per detector: last time it was occupied.
     last_occupied: Vec<f64>,
+    /// Per detector: since when it has been occupied without a break.
+    occupied_since: Vec<f64>,
     /// Per detector: vehicles counted since the last tick (for the flow average).
     pending: Vec<f64>,
     peer: Vec<PeerArrival>,
@@ -111,6 +113,7 @@ impl Estimator {
             upstream,
             reach,
             last_occupied: vec![f64::NEG_INFINITY; n],
+            occupied_since: vec![f64::NEG_INFINITY; n],
             pending: vec![0.0; groups],
             peer: Vec::new(),
             last_tick: None,
@@ -186,7 +189,13 @@ impl Estimator {
     /// Whether `detector` is occupied at `at`.
     pub fn on_presence(&mut self, detector: usize, occupied: bool, at: f64) {
         if occupied {
-            if let Some(t) = self.last_occupied.get_mut(detector) {
+            if let (Some(t), Some(since)) = (
+                self.last_occupied.get_mut(detector),
+                self.occupied_since.get_mut(detector),
+            ) {
+                if *t < at - 1.5 {
+                    *since = at;
+                }
                 *t = at;
             }
         }
@@ -274,13 +283,19 @@ impl Estimator {
             return 0.0;
         }
         if !self.upstream[g] {
-            // without an upstream detector, presence on the stop bar is one waiting vehicle
-            let occupied = self.detectors.iter().enumerate().any(|(i, d)| {
-                d.role == Role::StopBar
-                    && d.groups.contains(&g)
-                    && self.last_occupied[i] >= now - 1.0
-            });
-            return if occupied { 1.0 } else { 0.0 };
+            // without an upstream detector: while its stop bar stays occupied, the group's
+            // measured flow has been queueing since it was last free (at least one vehicle)
+            return self
+                .detectors
+                .iter()
+                .enumerate()
+                .filter(|(i, d)| {
+                    d.role == Role::StopBar
+                        && d.groups.contains(&g)
+                        && self.last_occupied[*i] >= now - 1.0
+                })
+                .map(|(i, _)| (self.flow[g] * (now - self.occupied_since[i])).max(1.0))
+                .fold(0.0, f64::max);
         }
         self.expected[g]
             .iter()

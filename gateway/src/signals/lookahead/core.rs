@@ -14,6 +14,10 @@ use super::schedule::{Plan, Problem};
 pub const STARTUP_LOST_S: f64 = 2.0;
 /// Time constant of measured flows and turning shares (s).
 pub const FLOW_WINDOW_S: f64 = 300.0;
+/// Weight of one saturated second in the measured discharge of a group in a stage.
+pub const DISCHARGE_ALPHA: f64 = 0.02;
+/// Saturated seconds measured before the measured discharge replaces the configured one.
+pub const DISCHARGE_SAMPLES: u32 = 30;
 /// Shortest planning horizon (s).
 pub const MIN_HORIZON_S: f64 = 60.0;
 /// Longest planning horizon (s).
@@ -85,6 +89,16 @@ pub struct Core {
     green: Vec<bool>,
     /// Per group: when its green (without a break) began.
     green_since: Vec<Option<f64>>,
+    /// Per group: when it was last seen green.
+    last_green: Vec<Option<f64>>,
+    /// Per group: stop-bar counts since the last decision.
+    departed: Vec<f64>,
+    /// Per group: the queue at the last decision.
+    last_queue: Vec<f64>,
+    /// `[stage][group]`: measured discharge while queued (vehicles/s) and its samples.
+    measured: Vec<Vec<(f64, u32)>>,
+    /// The stage and whether it was running (not a transition) at the last decision.
+    last_running: Option<usize>,
 }
 
 impl Core {
@@ -101,6 +115,11 @@ impl Core {
         Core {
             green: vec![false; layout.groups],
             green_since: vec![None; layout.groups],
+            last_green: vec![None; layout.groups],
+            departed: vec![0.0; layout.groups],
+            last_queue: vec![0.0; layout.groups],
+            measured: vec![vec![(0.0, 0); layout.groups]; layout.stages.len()],
+            last_running: None,
             layout,
             est,
             plan: None,
@@ -123,6 +142,16 @@ impl Core {
 
     /// A detector sample: vehicles counted since the last one, and presence now.
     pub fn on_detector(&mut self, detector: usize, vehicles: f64, occupied: bool, at: f64) {
+        if let Some(d) = self.layout.detectors.get(detector) {
+            if d.role == super::arrivals::Role::StopBar && vehicles > 0.0 && !d.groups.is_empty() {
+                let per = vehicles / d.groups.len() as f64;
+                for &g in &d.groups {
+                    if let Some(x) = self.departed.get_mut(g) {
+                        *x += per;
+                    }
+                }
+            }
+        }
         self.est.on_count(detector, vehicles, at);
         self.est.on_presence(detector, occupied, at);
     }
@@ -151,6 +180,20 @@ impl Core {
                 *since = Some(now - green_for);
             }
         }
+        // measured discharge: a group green in a running stage with a queue left at the last
+        // decision discharged what its stop bar counted since
+        if let Some(st) = self.last_running {
+            for g in 0..l.groups {
+                let started = self.green_since[g].is_some_and(|t| now - t > STARTUP_LOST_S + 1.0);
+                if l.stages[st].contains(&g) && started && self.last_queue[g] >= 2.0 {
+                    let m = &mut self.measured[st][g];
+                    m.0 += DISCHARGE_ALPHA * (self.departed[g] - m.0);
+                    m.1 += 1;
+                }
+            }
+        }
+        self.departed.iter_mut().for_each(|x| *x = 0.0);
+        self.last_running = (!in_transition).then_some(stage);
         self.est.tick(&self.green, now);
         if in_transition {
             self.explain = format!("transition to stage {stage}");
@@ -158,6 +201,33 @@ impl Core {
         }
         let h = l.horizon_s().ceil() as usize;
         let queue: Vec<f64> = (0..l.groups).map(|g| self.est.queue(g, now)).collect();
+        self.last_queue.clone_from(&queue);
+        let stage_discharge: Vec<Vec<f64>> = self
+            .measured
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&(rate, n)| {
+                        // the average starts at 0: unbias it (1 - (1 - a)^n)
+                        if n >= DISCHARGE_SAMPLES {
+                            rate / (1.0 - (1.0 - DISCHARGE_ALPHA).powi(n as i32))
+                        } else {
+                            f64::NAN
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        for (g, last) in self.last_green.iter_mut().enumerate() {
+            if self.green_since[g].is_some() || last.is_none() {
+                *last = Some(now);
+            }
+        }
+        let red_for: Vec<f64> = self
+            .last_green
+            .iter()
+            .map(|t| t.map_or(0.0, |t| (now - t).max(0.0)))
+            .collect();
         let group_green_for: Vec<f64> = self
             .green_since
             .iter()
@@ -174,12 +244,15 @@ impl Core {
             group_max_green: &l.group_max_green,
             group_green_for: &group_green_for,
             discharge: &l.discharge,
+            stage_discharge: &stage_discharge,
             queue: &queue,
             arrivals: &arrivals,
             current: stage,
             green_for,
             startup_lost_s: STARTUP_LOST_S,
             leftover_wait_s: l.leftover_wait_s(),
+            red_for: &red_for,
+            wait_scale_s: l.min_cycle_s(),
             cluster_gap_s: l.cluster_gap_s,
         }
         .solve();

@@ -34,6 +34,9 @@ pub struct Problem<'a> {
     pub group_green_for: &'a [f64],
     /// Per group: vehicles per second it discharges at saturation.
     pub discharge: &'a [f64],
+    /// `[stage][group]`: the discharge measured in that stage where known (e.g. a permissive
+    /// turn gives way in one stage and not in another); empty or NaN: `discharge`.
+    pub stage_discharge: &'a [Vec<f64>],
     /// Per group: vehicles waiting at the stop line now.
     pub queue: &'a [f64],
     /// Per group: vehicles reaching the stop line in second `t` (`t` = 0 is the coming second);
@@ -47,6 +50,11 @@ pub struct Problem<'a> {
     pub startup_lost_s: f64,
     /// Cost per vehicle still queued at the horizon (s).
     pub leftover_wait_s: f64,
+    /// Per group: seconds it has been red now (0: green).
+    pub red_for: &'a [f64],
+    /// A queued vehicle's cost per second grows by 1 every this many seconds its group has
+    /// been red (0: delay only).
+    pub wait_scale_s: f64,
     /// A cluster of arrivals ends at a gap of at least this many seconds.
     pub cluster_gap_s: f64,
 }
@@ -80,13 +88,16 @@ const MAX_CANDIDATES: usize = 8;
 #[derive(Debug, Clone)]
 struct Label {
     cost: f64,
+    /// Per group the vehicles queued, then per group the second its red began (see
+    /// [`Problem::start_state`]).
     queue: Vec<f64>,
     greens: Vec<PlannedGreen>,
 }
 
 impl Label {
     fn key(&self, leftover: f64) -> f64 {
-        self.cost + leftover * self.queue.iter().sum::<f64>()
+        let n = self.queue.len() / 2;
+        self.cost + leftover * self.queue[..n].iter().sum::<f64>()
     }
 }
 
@@ -126,22 +137,51 @@ impl Problem<'_> {
         self.stages.get(s).is_some_and(|gs| gs.contains(&g))
     }
 
+    /// The state at the start: per group the queue, then per group when its red began
+    /// (seconds from now; 0 for a group green now).
+    fn start_state(&self) -> Vec<f64> {
+        let n = self.queue.len();
+        let mut s = self.queue.to_vec();
+        s.extend((0..n).map(|g| {
+            let red = self.red_for.get(g).copied().unwrap_or(0.0).max(0.0);
+            -red
+        }));
+        s
+    }
+
     /// One second `t`: arrivals join, green groups past their start-up discharge. Returns the
-    /// vehicle-seconds queued in that second; `out` gets the departures when given.
+    /// cost of that second: each queued vehicle costs 1, plus its group's red so far over
+    /// `wait_scale_s` (so that delay is spread rather than heaped on a few). `out` gets the
+    /// departures when given.
     fn second(
         &self,
-        q: &mut [f64],
+        state: &mut [f64],
         t: usize,
         green: &dyn Fn(usize) -> Option<usize>,
+        stage: usize,
         mut out: Option<&mut Vec<Vec<f64>>>,
     ) -> f64 {
         let lost = steps(self.startup_lost_s, 0);
         let mut cost = 0.0;
+        let n = state.len() / 2;
+        let (q, red) = state.split_at_mut(n);
         for (g, qg) in q.iter_mut().enumerate() {
             *qg += self.arrival(g, t);
+            let is_green = green(g).is_some();
+            if is_green {
+                red[g] = t as f64 + 1.0;
+            }
             if let Some(age) = green(g) {
                 if age >= lost {
-                    let rate = self.discharge.get(g).copied().unwrap_or(0.0).max(0.0);
+                    let rate = self
+                        .stage_discharge
+                        .get(stage)
+                        .and_then(|r| r.get(g))
+                        .copied()
+                        .filter(|r| r.is_finite())
+                        .or_else(|| self.discharge.get(g).copied())
+                        .unwrap_or(0.0)
+                        .max(0.0);
                     let d = qg.min(rate);
                     *qg -= d;
                     if let Some(o) = out.as_deref_mut() {
@@ -151,7 +191,14 @@ impl Problem<'_> {
                     }
                 }
             }
-            cost += *qg;
+            let waited = if is_green { 0.0 } else { t as f64 - red[g] };
+            let scale = self.wait_scale_s;
+            let weight = if scale > 0.0 && waited > 0.0 {
+                1.0 + waited / scale
+            } else {
+                1.0
+            };
+            cost += *qg * weight;
         }
         cost
     }
@@ -258,7 +305,7 @@ impl Problem<'_> {
             start,
             end,
         };
-        let mut q: Vec<f64> = self.queue.to_vec();
+        let mut q: Vec<f64> = self.start_state();
         let mut cost = 0.0;
         let mut active = false;
         let mut found = 0;
@@ -277,7 +324,7 @@ impl Problem<'_> {
         let green_c = |g: usize| self.in_stage(c, g).then_some(usize::MAX);
         for d in 1..=max_rem.min(h) {
             active |= self.stage_load(c, &q, d - 1) > 1e-9;
-            cost += self.second(&mut q, d - 1, &green_c, None);
+            cost += self.second(&mut q, d - 1, &green_c, c, None);
             let cluster_end = active && self.cleared(c, &q) && self.quiet(c, d, gap);
             if cluster_end {
                 active = false;
@@ -331,7 +378,7 @@ impl Problem<'_> {
             .min_by(|a, b| a.key(leftover).total_cmp(&b.key(leftover)))
             .unwrap_or_else(|| Label {
                 cost: 0.0,
-                queue: self.queue.to_vec(),
+                queue: self.start_state(),
                 greens: vec![root_green(-done, h as f64)],
             });
         let departures = self.replay(&chosen.greens, h, n);
@@ -366,7 +413,7 @@ impl Problem<'_> {
         // during the intergreen, groups green in both stages keep running
         let both = |g: usize| (self.in_stage(s, g) && self.in_stage(j, g)).then_some(usize::MAX);
         for u in t..start.min(h) {
-            cost += self.second(&mut q, u, &both, None);
+            cost += self.second(&mut q, u, &both, j, None);
         }
         let with = |greens: &[PlannedGreen], end: usize| {
             let mut v = greens.to_vec();
@@ -414,7 +461,7 @@ impl Problem<'_> {
         for d in 1..=last {
             let u = start + d - 1;
             active |= self.stage_load(j, &q, u) > 1e-9;
-            cost += self.second(&mut q, u, &|g| green_j(g, u), None);
+            cost += self.second(&mut q, u, &|g| green_j(g, u), j, None);
             let cluster_end = active && self.cleared(j, &q) && self.quiet(j, u + 1, gap);
             if cluster_end {
                 active = false;
@@ -445,7 +492,7 @@ impl Problem<'_> {
     /// Departures per group and second under a schedule.
     fn replay(&self, greens: &[PlannedGreen], h: usize, n: usize) -> Vec<Vec<f64>> {
         let mut out = vec![vec![0.0; h]; n];
-        let mut q = self.queue.to_vec();
+        let mut q = self.start_state();
         for t in 0..h {
             let tf = t as f64;
             let green = |g: usize| {
@@ -465,7 +512,12 @@ impl Problem<'_> {
                     Some(t - since as usize)
                 }
             };
-            self.second(&mut q, t, &green, Some(&mut out));
+            let stage = greens
+                .iter()
+                .find(|p| p.start <= tf && tf < p.end)
+                .or_else(|| greens.iter().find(|p| tf < p.start))
+                .map_or(0, |p| p.stage);
+            self.second(&mut q, t, &green, stage, Some(&mut out));
         }
         out
     }
@@ -486,6 +538,7 @@ mod tests {
         arrivals: Vec<Vec<f64>>,
         gmax: Vec<f64>,
         gfor: Vec<f64>,
+        red: Vec<f64>,
     }
 
     impl Case {
@@ -500,6 +553,7 @@ mod tests {
                 arrivals: vec![vec![0.0; h], vec![0.0; h]],
                 gmax: vec![f64::INFINITY; 3],
                 gfor: vec![0.0; 3],
+                red: vec![0.0; 3],
             }
         }
         fn solve(&self, current: usize, green_for: f64) -> Plan {
@@ -511,12 +565,15 @@ mod tests {
                 group_max_green: &self.gmax,
                 group_green_for: &self.gfor,
                 discharge: &self.rate,
+                stage_discharge: &[],
                 queue: &self.queue,
                 arrivals: &self.arrivals,
                 current,
                 green_for,
                 startup_lost_s: 2.0,
                 leftover_wait_s: 20.0,
+                red_for: &self.red,
+                wait_scale_s: 0.0,
                 cluster_gap_s: 3.0,
             }
             .solve()
