@@ -81,7 +81,14 @@ async fn a_dead_slave_does_not_starve_two_healthy_ones_on_a_shared_bus() {
             after[i].device,
             after[i]
         );
-        assert_eq!(after[i].failed_cycles, 0, "{:?}", after[i]);
+        // A loaded test machine may cost a healthy slave an odd timeout; starvation would
+        // fail most of its cycles.
+        let failed = after[i].failed_cycles - before[i].failed_cycles;
+        assert!(
+            failed * 10 <= cycles,
+            "{failed} of {cycles} cycles failed: {:?}",
+            after[i]
+        );
         assert_eq!(after[i].state, DeviceState::Online);
     }
     let dead = &after[2];
