@@ -157,6 +157,8 @@ pub struct IntersectionRuntime {
     /// The supervisor has taken over the field controller's state (Modbus actuation), or
     /// there is none to take over.
     synced: bool,
+    /// Since when the runtime waits to take over (start, or the field fell back).
+    unsynced_since: Option<f64>,
     actuation_failing: bool,
 }
 
@@ -209,6 +211,7 @@ impl IntersectionRuntime {
             sequence: None,
             started: None,
             synced: false,
+            unsynced_since: None,
             actuation_failing: false,
             model,
         }
@@ -277,6 +280,12 @@ impl IntersectionRuntime {
                 let mode = Mode::from_wire(v as u16);
                 if mode != self.field.mode {
                     self.field_mode_changed(self.field.mode, mode, now);
+                    // The field runs on its own (watchdog fallback, restart): take over its
+                    // state again before the next command.
+                    if matches!(mode, Some(Mode::Fallback | Mode::Startup)) && self.synced {
+                        self.synced = false;
+                        self.unsynced_since = Some(now);
+                    }
                 }
                 self.field.mode = mode;
             }
@@ -402,11 +411,14 @@ impl IntersectionRuntime {
             self.synced = true;
             return;
         }
+        let since = *self.unsynced_since.get_or_insert(now);
         if let (Some(stage), Some(t)) = (self.field.stage, self.field.stage_time) {
             let stage = usize::from(stage);
             if stage >= 1 && stage <= self.model.stages.len() {
-                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now);
+                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now)
+                    .with_counters(self.supervisor.counters());
                 self.synced = true;
+                self.unsynced_since = None;
                 tracing::info!(
                     "intersection {}: taking over stage {} after {t:.1} s",
                     self.model.id,
@@ -415,11 +427,9 @@ impl IntersectionRuntime {
                 return;
             }
         }
-        if self
-            .started
-            .is_some_and(|s| now - s >= SEQUENCE_SYNC_WAIT_S)
-        {
+        if now - since >= SEQUENCE_SYNC_WAIT_S {
             self.synced = true;
+            self.unsynced_since = None;
         }
     }
 
