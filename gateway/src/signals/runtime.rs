@@ -877,6 +877,51 @@ mod tests {
         assert_eq!(rt.counters().refused(), 0);
     }
 
+    /// A controller that asks for anything at any time: the supervisor refuses what is
+    /// illegal, counts it, and one event a minute reports it; the outputs stay safe.
+    #[test]
+    fn illegal_requests_are_refused_and_reported() {
+        struct Rogue(usize);
+        impl Controller for Rogue {
+            fn name(&self) -> &'static str {
+                "rogue"
+            }
+            fn on_detector(&mut self, _: &DetectorSample) {}
+            fn decide(&mut self, _: &View<'_>, _: f64) -> Decision {
+                self.0 += 1;
+                Decision::Switch(self.0 % 3)
+            }
+        }
+        let m = crossroads();
+        let mut rt = IntersectionRuntime::new(m.clone(), Box::new(Rogue(0)));
+        let mut mon = Monitor::new(&m, 1.0);
+        let mut events = Vec::new();
+        for t in 0..130u32 {
+            let out = rt.tick(f64::from(t));
+            let states: Vec<SignalState> = out.states.iter().map(|(_, s)| *s).collect();
+            if let Err(e) = mon.check(&states, f64::from(t)) {
+                panic!("{e}");
+            }
+            events.extend(out.events);
+        }
+        let c = rt.counters();
+        assert!(
+            c.refused_unknown_stage > 20 && c.refused_min_green > 5 && c.refused_in_transition > 5,
+            "{c:?}"
+        );
+        let refused: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == "signal_request_refused")
+            .collect();
+        assert_eq!(refused.len(), 3, "at 0, 60 and 120 s: {refused:?}");
+        assert!(
+            refused[1].message.contains("refused since start"),
+            "{}",
+            refused[1].message
+        );
+        assert_eq!(rt.status(130.0).refused, c.refused());
+    }
+
     /// Commands carry stage index + 1 and a sequence that follows the field controller's last
     /// accepted one, so that a restarted gateway's first command is accepted.
     #[test]
