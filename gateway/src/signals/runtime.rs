@@ -143,7 +143,8 @@ pub struct IntersectionRuntime {
     plan: Option<String>,
     supervisor: Supervisor,
     monitor: Option<FaultMonitor>,
-    sources: HashMap<(String, String), Vec<(usize, Role)>>,
+    /// sensor → quantity → the detectors it feeds, and as what.
+    sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>>,
     sensors: HashMap<String, Vec<usize>>,
     inputs: Vec<Input>,
     last_tick: Option<f64>,
@@ -173,13 +174,15 @@ impl std::fmt::Debug for IntersectionRuntime {
 
 impl IntersectionRuntime {
     pub fn new(model: Intersection, controller: Box<dyn Controller>) -> Self {
-        let mut sources: HashMap<(String, String), Vec<(usize, Role)>> = HashMap::new();
+        let mut sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>> = HashMap::new();
         let mut sensors: HashMap<String, Vec<usize>> = HashMap::new();
         for (d, det) in model.detectors.iter().enumerate() {
             let Some(s) = &det.source else { continue };
             let mut add = |q: &str, role| {
                 sources
-                    .entry((s.sensor.clone(), q.to_string()))
+                    .entry(s.sensor.clone())
+                    .or_default()
+                    .entry(q.to_string())
                     .or_default()
                     .push((d, role));
             };
@@ -241,7 +244,11 @@ impl IntersectionRuntime {
                 }
             }
         }
-        if let Some(targets) = self.sources.get(&(r.sensor.clone(), r.quantity.clone())) {
+        let targets = self
+            .sources
+            .get(r.sensor.as_str())
+            .and_then(|q| q.get(r.quantity.as_str()));
+        if let Some(targets) = targets {
             for &(d, role) in targets {
                 let input = &mut self.inputs[d];
                 if !good {
