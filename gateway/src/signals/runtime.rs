@@ -141,7 +141,8 @@ pub struct IntersectionRuntime {
     plan: Option<String>,
     supervisor: Supervisor,
     monitor: Option<FaultMonitor>,
-    sources: HashMap<(String, String), Vec<(usize, Role)>>,
+    /// sensor → quantity → the detectors it feeds, and as what.
+    sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>>,
     sensors: HashMap<String, Vec<usize>>,
     inputs: Vec<Input>,
     last_tick: Option<f64>,
@@ -155,6 +156,8 @@ pub struct IntersectionRuntime {
     /// The supervisor has taken over the field controller's state (Modbus actuation), or
     /// there is none to take over.
     synced: bool,
+    /// Since when the runtime waits to take over (start, or the field fell back).
+    unsynced_since: Option<f64>,
     actuation_failing: bool,
 }
 
@@ -169,13 +172,15 @@ impl std::fmt::Debug for IntersectionRuntime {
 
 impl IntersectionRuntime {
     pub fn new(model: Intersection, controller: Box<dyn Controller>) -> Self {
-        let mut sources: HashMap<(String, String), Vec<(usize, Role)>> = HashMap::new();
+        let mut sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>> = HashMap::new();
         let mut sensors: HashMap<String, Vec<usize>> = HashMap::new();
         for (d, det) in model.detectors.iter().enumerate() {
             let Some(s) = &det.source else { continue };
             let mut add = |q: &str, role| {
                 sources
-                    .entry((s.sensor.clone(), q.to_string()))
+                    .entry(s.sensor.clone())
+                    .or_default()
+                    .entry(q.to_string())
                     .or_default()
                     .push((d, role));
             };
@@ -207,6 +212,7 @@ impl IntersectionRuntime {
             sequence: None,
             started: None,
             synced: false,
+            unsynced_since: None,
             actuation_failing: false,
             model,
         }
@@ -236,7 +242,11 @@ impl IntersectionRuntime {
                 }
             }
         }
-        if let Some(targets) = self.sources.get(&(r.sensor.clone(), r.quantity.clone())) {
+        let targets = self
+            .sources
+            .get(r.sensor.as_str())
+            .and_then(|q| q.get(r.quantity.as_str()));
+        if let Some(targets) = targets {
             for &(d, role) in targets {
                 let input = &mut self.inputs[d];
                 if !good {
@@ -275,6 +285,12 @@ impl IntersectionRuntime {
                 let mode = Mode::from_wire(v as u16);
                 if mode != self.field.mode {
                     self.field_mode_changed(self.field.mode, mode, now);
+                    // The field runs on its own (watchdog fallback, restart): take over its
+                    // state again before the next command.
+                    if matches!(mode, Some(Mode::Fallback | Mode::Startup)) && self.synced {
+                        self.synced = false;
+                        self.unsynced_since = Some(now);
+                    }
                 }
                 self.field.mode = mode;
             }
@@ -410,11 +426,14 @@ impl IntersectionRuntime {
             self.synced = true;
             return;
         }
+        let since = *self.unsynced_since.get_or_insert(now);
         if let (Some(stage), Some(t)) = (self.field.stage, self.field.stage_time) {
             let stage = usize::from(stage);
             if stage >= 1 && stage <= self.model.stages.len() {
-                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now);
+                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now)
+                    .with_counters(self.supervisor.counters());
                 self.synced = true;
+                self.unsynced_since = None;
                 tracing::info!(
                     "intersection {}: taking over stage {} after {t:.1} s",
                     self.model.id,
@@ -423,11 +442,9 @@ impl IntersectionRuntime {
                 return;
             }
         }
-        if self
-            .started
-            .is_some_and(|s| now - s >= SEQUENCE_SYNC_WAIT_S)
-        {
+        if now - since >= SEQUENCE_SYNC_WAIT_S {
             self.synced = true;
+            self.unsynced_since = None;
         }
     }
 
@@ -873,6 +890,51 @@ mod tests {
             ]
         );
         assert_eq!(rt.counters().refused(), 0);
+    }
+
+    /// A controller that asks for anything at any time: the supervisor refuses what is
+    /// illegal, counts it, and one event a minute reports it; the outputs stay safe.
+    #[test]
+    fn illegal_requests_are_refused_and_reported() {
+        struct Rogue(usize);
+        impl Controller for Rogue {
+            fn name(&self) -> &'static str {
+                "rogue"
+            }
+            fn on_detector(&mut self, _: &DetectorSample) {}
+            fn decide(&mut self, _: &View<'_>, _: f64) -> Decision {
+                self.0 += 1;
+                Decision::Switch(self.0 % 3)
+            }
+        }
+        let m = crossroads();
+        let mut rt = IntersectionRuntime::new(m.clone(), Box::new(Rogue(0)));
+        let mut mon = Monitor::new(&m, 1.0);
+        let mut events = Vec::new();
+        for t in 0..130u32 {
+            let out = rt.tick(f64::from(t));
+            let states: Vec<SignalState> = out.states.iter().map(|(_, s)| *s).collect();
+            if let Err(e) = mon.check(&states, f64::from(t)) {
+                panic!("{e}");
+            }
+            events.extend(out.events);
+        }
+        let c = rt.counters();
+        assert!(
+            c.refused_unknown_stage > 20 && c.refused_min_green > 5 && c.refused_in_transition > 5,
+            "{c:?}"
+        );
+        let refused: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == "signal_request_refused")
+            .collect();
+        assert_eq!(refused.len(), 3, "at 0, 60 and 120 s: {refused:?}");
+        assert!(
+            refused[1].message.contains("refused since start"),
+            "{}",
+            refused[1].message
+        );
+        assert_eq!(rt.status(130.0).refused, c.refused());
     }
 
     /// Commands carry stage index + 1 and a sequence that follows the field controller's last

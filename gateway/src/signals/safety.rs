@@ -161,6 +161,12 @@ impl Supervisor {
         s
     }
 
+    /// This supervisor with `counters` carried over (from the one it replaces).
+    pub fn with_counters(mut self, counters: Counters) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// The model.
     pub fn model(&self) -> &Intersection {
         &self.model
