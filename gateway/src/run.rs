@@ -18,6 +18,7 @@ use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
 use crate::rules::hazard::{HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
+use crate::signals::live::Signals;
 use crate::sources::mqtt::epoch_now;
 use crate::status::{Stats, StatusFile};
 use crate::tls::{SecurityError, UplinkSecurity};
@@ -44,6 +45,8 @@ pub enum RunError {
     Modbus(String),
     #[error("hazard rules: {0}")]
     Hazard(String),
+    #[error("signal control: {0}")]
+    Signals(String),
     #[error(transparent)]
     Security(#[from] SecurityError),
     #[error(transparent)]
@@ -177,6 +180,8 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
                 .map_err(|e| RunError::Modbus(e.to_string()))?,
         )
     };
+    let signals = Signals::start(&cfg.intersection, modbus.as_ref().map(|m| m.writer()))
+        .map_err(RunError::Signals)?;
     let ingest = tokio::spawn(sources::mqtt::run(
         local.clone(),
         format!("citygate-{gw}-ingest"),
@@ -191,6 +196,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         Rules {
             summarizer: Summarizer::new(cfg.summaries.window_s),
             hazard,
+            signals,
         },
         Sinks {
             outbox: Arc::clone(&outbox),
@@ -254,6 +260,8 @@ impl Gateway {
 struct Rules {
     summarizer: Summarizer,
     hazard: Option<HazardEngine>,
+    /// Signalised intersections (adaptive control, see `signals`).
+    signals: Signals,
 }
 
 /// Where rule outputs go.
@@ -292,6 +300,19 @@ impl Sinks {
         tracing::info!("event {} from {}: {}", e.kind, e.source, e.message);
         let kind = e.kind.clone();
         self.store(Topic::Event { kind }, Body::Event(e));
+    }
+
+    /// Signal-control events and MQTT stage commands of one tick.
+    fn signals(&self, events: Vec<Event>, publish: Vec<LocalPublish>) {
+        for e in events {
+            self.event(e);
+        }
+        for p in publish {
+            if self.actions.try_send(p).is_err() {
+                Stats::inc(&self.stats.actions_failed);
+                tracing::error!("stage command dropped: the action queue is full");
+            }
+        }
     }
 
     fn hazard(&self, outputs: Vec<HazardOutput>, now: f64) {
@@ -345,6 +366,20 @@ impl Sinks {
     }
 }
 
+/// Hands the emergency plans `[hazard]` asks for to the intersections' safety supervisors.
+fn emergency_plans(signals: &mut Signals, outputs: &[HazardOutput], now: f64) {
+    for o in outputs {
+        if let HazardOutput::EmergencyPlan {
+            intersection,
+            plan,
+            active,
+        } = o
+        {
+            signals.emergency_plan(intersection, plan, *active, now);
+        }
+    }
+}
+
 async fn rules_task(
     mut rx: mpsc::Receiver<Reading>,
     mut events: mpsc::Receiver<Event>,
@@ -360,8 +395,11 @@ async fn rules_task(
                 let Some(r) = r else { break };
                 Stats::inc(&stats.readings_in);
                 let now = epoch_now();
+                rules.signals.on_reading(&r, now);
                 if let Some(h) = rules.hazard.as_mut() {
-                    sinks.hazard(h.on_reading(&r, now), now);
+                    let out = h.on_reading(&r, now);
+                    emergency_plans(&mut rules.signals, &out, now);
+                    sinks.hazard(out, now);
                 }
                 match rules.summarizer.on_reading(&r, now) {
                     Ok(Some(s)) => sinks.summary(s),
@@ -371,13 +409,18 @@ async fn rules_task(
                 }
             }
             Some(e) = events.recv() => sinks.event(e),
+            (i, result) = rules.signals.next_result() => {
+                rules.signals.on_result(i, result, epoch_now());
+            }
             _ = tick.tick() => {
                 let now = epoch_now();
                 for s in rules.summarizer.tick(now) {
                     sinks.summary(s);
                 }
                 if let Some(h) = rules.hazard.as_mut() {
-                    sinks.hazard(h.tick(now), now);
+                    let out = h.tick(now);
+                    emergency_plans(&mut rules.signals, &out, now);
+                    sinks.hazard(out, now);
                     let line = h
                         .status()
                         .iter()
@@ -386,6 +429,13 @@ async fn rules_task(
                         .join(", ");
                     if let Ok(mut l) = stats.hazards.lock() {
                         *l = line;
+                    }
+                }
+                if !rules.signals.is_empty() {
+                    let (events, publish) = rules.signals.tick(now);
+                    sinks.signals(events, publish);
+                    if let Ok(mut s) = stats.signals.lock() {
+                        *s = rules.signals.status(now);
                     }
                 }
                 stats.outbox_depth.store(sinks.outbox.len() as u64, Ordering::Relaxed);

@@ -31,6 +31,8 @@ pub struct Stats {
     pub actions_failed: AtomicU64,
     /// One line on the hazard groups, e.g. `flood: warning (incident 1700000123)`.
     pub hazards: std::sync::Mutex<String>,
+    /// Every signalised intersection: stage, controller, last decision.
+    pub signals: std::sync::Mutex<Vec<crate::signals::runtime::IntersectionStatus>>,
     /// Downlink commands that passed verification.
     pub commands_accepted: AtomicU64,
     /// Downlink commands refused (see the `command_rejected` events and the log).
@@ -60,6 +62,7 @@ impl Stats {
             actions_out: g(&self.actions_out),
             actions_failed: g(&self.actions_failed),
             hazards: self.hazards.lock().map(|h| h.clone()).unwrap_or_default(),
+            signals: self.signals.lock().map(|s| s.clone()).unwrap_or_default(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Snapshot {
     pub actions_out: u64,
     pub actions_failed: u64,
     pub hazards: String,
+    pub signals: Vec<crate::signals::runtime::IntersectionStatus>,
 }
 
 impl fmt::Display for Snapshot {
@@ -99,7 +103,32 @@ impl fmt::Display for Snapshot {
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,
-        )
+        )?;
+        // one line per intersection: stage, controller, field controller, last decision
+        for i in &self.signals {
+            write!(
+                f,
+                "\n  {}: stage {}{} {} s | {}{} | field {} {} | {}",
+                i.id,
+                i.stage,
+                if i.in_transition { " (intergreen)" } else { "" },
+                i.green_for_s,
+                i.controller,
+                if i.faulty_detectors.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [faulty: {}]", i.faulty_detectors.join(", "))
+                },
+                if i.field_mode.is_empty() {
+                    "-"
+                } else {
+                    &i.field_mode
+                },
+                i.field_stage,
+                i.reason,
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -780,3 +780,119 @@ fn readme_documents_every_hazard_key() {
         path.display()
     );
 }
+
+#[test]
+fn readme_documents_every_intersection_key() {
+    // Listed by hand from `signals::config` (one list per struct or inline table), so that
+    // removing a row from the README, or adding a key here without documenting it, fails.
+    let tables: [(&str, &[&str]); 9] = [
+        (
+            "### `[[intersection]]` keys",
+            &[
+                "id",
+                "controller",
+                "actuation",
+                "cycle_min_s",
+                "cycle_max_s",
+                "webster_period_s",
+                "lost_time_s",
+                "saturation_flow_vph",
+                "gap_s",
+                "pressure_margin",
+                "stuck_on_s",
+                "stuck_off_s",
+                "no_data_s",
+                "neighbours",
+                "conflicts",
+                "signal_group",
+                "stage",
+                "intergreen",
+                "detector",
+                "plan",
+            ],
+        ),
+        ("### `actuation`", &["modbus_device", "mqtt_topic"]),
+        (
+            "### `neighbours`",
+            &["intersection", "via_group", "travel_s"],
+        ),
+        (
+            "### `[[intersection.signal_group]]`",
+            &[
+                "id",
+                "approach",
+                "movements",
+                "lanes",
+                "kind",
+                "min_green_s",
+                "max_green_s",
+                "yellow_s",
+                "red_amber_s",
+                "walk_s",
+                "clearance_s",
+                "saturation_flow_vph",
+            ],
+        ),
+        ("### `[[intersection.stage]]`", &["id", "green"]),
+        (
+            "### `[[intersection.intergreen]]`",
+            &["from", "to", "seconds"],
+        ),
+        (
+            "### `[[intersection.detector]]`",
+            &["id", "kind", "lanes", "distance_m", "groups", "source"],
+        ),
+        (
+            "### `source`",
+            &["sensor", "quantity", "interval_s", "occupancy", "presence"],
+        ),
+        ("### `[[intersection.plan]]`", &["id", "hold", "steps"]),
+    ];
+    let path = config_dir().join("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let start = readme
+        .find("\n## `[[intersection]]`")
+        .unwrap_or_else(|| panic!("{} has no `[[intersection]]` section", path.display()));
+    let part = &readme[start + 1..];
+    let part = part[1..].find("\n## ").map_or(part, |end| &part[..end + 1]);
+    let mut missing = Vec::new();
+    for (heading, keys) in tables {
+        let Some(at) = part.find(&format!("\n{heading}")) else {
+            missing.push(format!("heading {heading}"));
+            continue;
+        };
+        let body = &part[at + 1..];
+        let body = body[1..]
+            .find("\n### ")
+            .map_or(body, |end| &body[..end + 1]);
+        for key in keys {
+            if !body.lines().any(|l| l.starts_with(&format!("| `{key}` |"))) {
+                missing.push(format!("{heading}: row `{key}`"));
+            }
+        }
+    }
+    // Enum values the schema accepts, named in the tables.
+    for value in [
+        "fixed_time",
+        "actuated",
+        "max_pressure",
+        "look_ahead",
+        "vehicle",
+        "pedestrian",
+        "stop_bar",
+        "advance",
+        "queue",
+        "through",
+        "crossing",
+    ] {
+        if !part.contains(&format!("`\"{value}\"`")) {
+            missing.push(format!("value \"{value}\""));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} does not document: {missing:?}",
+        path.display()
+    );
+}

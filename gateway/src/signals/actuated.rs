@@ -11,6 +11,11 @@
 use super::controller::{Controller, Decision, DetectorSample, View};
 use super::model::Intersection;
 
+/// Max-out this long before the maximum green, one live tick, so that the stage change is
+/// the controller's (to the next called stage) and not forced by the supervisor or the field
+/// controller's own maximum green.
+pub const MAX_OUT_LEAD_S: f64 = 1.0;
+
 /// The actuated controller.
 #[derive(Debug, Clone)]
 pub struct Actuated {
@@ -93,14 +98,27 @@ impl Controller for Actuated {
             self.reason = format!("{}: minimum green", stage.id);
             return Decision::Hold;
         }
+        let max_out = view.green_for_s + MAX_OUT_LEAD_S >= m.stage_max_green(view.stage);
         let next = (1..n)
             .map(|k| (view.stage + k) % n)
             .find(|&s| self.stage_called(s, view.faulty_detectors));
-        let Some(next) = next else {
-            self.reason = format!("{}: resting, no call elsewhere", stage.id);
-            return Decision::Hold;
+        let next = match next {
+            Some(s) => s,
+            // maximum green ends the stage anyway (supervisor and field controller force the
+            // next stage): change to it now, one tick ahead, so both stay in step
+            None if max_out && n > 1 => {
+                let s = (view.stage + 1) % n;
+                self.reason = format!(
+                    "{}: max-out after {:.0} s, no call elsewhere: {} for its minimum",
+                    stage.id, view.green_for_s, m.stages[s].id
+                );
+                return Decision::Switch(s);
+            }
+            None => {
+                self.reason = format!("{}: resting, no call elsewhere", stage.id);
+                return Decision::Hold;
+            }
         };
-        let max_out = view.green_for_s >= m.stage_max_green(view.stage);
         let gap = stage
             .groups
             .iter()
@@ -177,9 +195,19 @@ mod tests {
         for t in (0..=20).step_by(2) {
             car(&mut c, 0, t as f64);
         }
-        // without a call on E/W it rests
+        // without a call on E/W it rests, until maximum green ends the stage anyway
         assert_eq!(c.decide(&view(&m, 0, 30.0, &ok), 30.0), Decision::Hold);
         assert!(c.explain().contains("resting"));
+        let mut idle = Actuated::new(&m);
+        assert_eq!(
+            idle.decide(&view(&m, 0, 59.0, &ok), 59.0),
+            Decision::Switch(1)
+        );
+        assert!(
+            idle.explain().contains("no call elsewhere"),
+            "{}",
+            idle.explain()
+        );
         car(&mut c, 1, 30.0);
         for t in (0..=20).step_by(2) {
             car(&mut c, 0, 30.0 + t as f64);
@@ -198,10 +226,10 @@ mod tests {
         let ok = [false; 4];
         let mut c = Actuated::new(&m);
         car(&mut c, 1, 0.0);
-        for t in 0..=60 {
+        for t in 0..=59 {
             car(&mut c, 0, t as f64);
             let d = c.decide(&view(&m, 0, t as f64, &ok), t as f64);
-            if t < 60 {
+            if t < 59 {
                 assert_eq!(d, Decision::Hold, "t={t}");
             } else {
                 assert_eq!(d, Decision::Switch(1));

@@ -394,5 +394,11 @@ mod tests {
         assert!((t.y - 800.0 / 1800.0).abs() < 0.01, "{t:?}");
         assert!(t.greens_s[0] > 2.0 * t.greens_s[1] - 5.0, "{t:?}");
         assert!(c.explain().contains("Webster"), "{}", c.explain());
+        let change = c.take_plan_change();
+        assert!(
+            change.is_some_and(|m| m.contains("cycle")),
+            "a new plan is a plan change"
+        );
+        assert_eq!(c.take_plan_change(), None);
     }
 }

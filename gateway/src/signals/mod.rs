@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod faults;
 pub mod fixed_time;
+pub mod live;
 pub mod lookahead;
 pub mod max_pressure;
 pub mod model;

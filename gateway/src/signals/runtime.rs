@@ -6,7 +6,9 @@
 //!
 //! Readings: a detector's `quantity` is a vehicle count over `interval_s`, held as a flow
 //! until the next value (the firmware reports counts per closed interval, on change);
-//! `occupancy` is percent; `presence` is 0/1. A detector has fresh data in a tick when a good
+//! `occupancy` is percent; `presence` is 0/1, and a sample is "occupied" when the loop was
+//! occupied at the tick or at any reading since the previous tick (a vehicle passing between
+//! two ticks still extends the green). A detector has fresh data in a tick when a good
 //! reading of its own or of its sensor (the field controller reports every poll) arrived since
 //! the previous tick; a non-good reading of its own marks it silent until a good one arrives.
 //! Readings of the actuation device (`mode`, `current_stage`, `last_sequence`, ...) are the
@@ -113,6 +115,8 @@ struct Input {
     rate: f64,
     occupancy: f64,
     occupied: bool,
+    /// Occupied at some time since the last sample (a vehicle between two ticks).
+    seen_occupied: bool,
     alive_at: f64,
     bad: bool,
 }
@@ -122,6 +126,8 @@ struct Input {
 struct Field {
     mode: Option<Mode>,
     stage: Option<u16>,
+    /// Seconds in the current stage.
+    stage_time: Option<f64>,
     last_sequence: Option<u16>,
     rejected: Option<f64>,
 }
@@ -135,7 +141,8 @@ pub struct IntersectionRuntime {
     plan: Option<String>,
     supervisor: Supervisor,
     monitor: Option<FaultMonitor>,
-    sources: HashMap<(String, String), Vec<(usize, Role)>>,
+    /// sensor → quantity → the detectors it feeds, and as what.
+    sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>>,
     sensors: HashMap<String, Vec<usize>>,
     inputs: Vec<Input>,
     last_tick: Option<f64>,
@@ -146,6 +153,11 @@ pub struct IntersectionRuntime {
     field: Field,
     sequence: Option<u16>,
     started: Option<f64>,
+    /// The supervisor has taken over the field controller's state (Modbus actuation), or
+    /// there is none to take over.
+    synced: bool,
+    /// Since when the runtime waits to take over (start, or the field fell back).
+    unsynced_since: Option<f64>,
     actuation_failing: bool,
 }
 
@@ -160,13 +172,15 @@ impl std::fmt::Debug for IntersectionRuntime {
 
 impl IntersectionRuntime {
     pub fn new(model: Intersection, controller: Box<dyn Controller>) -> Self {
-        let mut sources: HashMap<(String, String), Vec<(usize, Role)>> = HashMap::new();
+        let mut sources: HashMap<String, HashMap<String, Vec<(usize, Role)>>> = HashMap::new();
         let mut sensors: HashMap<String, Vec<usize>> = HashMap::new();
         for (d, det) in model.detectors.iter().enumerate() {
             let Some(s) = &det.source else { continue };
             let mut add = |q: &str, role| {
                 sources
-                    .entry((s.sensor.clone(), q.to_string()))
+                    .entry(s.sensor.clone())
+                    .or_default()
+                    .entry(q.to_string())
                     .or_default()
                     .push((d, role));
             };
@@ -197,6 +211,8 @@ impl IntersectionRuntime {
             field: Field::default(),
             sequence: None,
             started: None,
+            synced: false,
+            unsynced_since: None,
             actuation_failing: false,
             model,
         }
@@ -226,7 +242,11 @@ impl IntersectionRuntime {
                 }
             }
         }
-        if let Some(targets) = self.sources.get(&(r.sensor.clone(), r.quantity.clone())) {
+        let targets = self
+            .sources
+            .get(r.sensor.as_str())
+            .and_then(|q| q.get(r.quantity.as_str()));
+        if let Some(targets) = targets {
             for &(d, role) in targets {
                 let input = &mut self.inputs[d];
                 if !good {
@@ -244,7 +264,10 @@ impl IntersectionRuntime {
                         input.rate = r.value.max(0.0) / interval;
                     }
                     Role::Occupancy => input.occupancy = (r.value / 100.0).clamp(0.0, 1.0),
-                    Role::Presence => input.occupied = r.value >= 0.5,
+                    Role::Presence => {
+                        input.occupied = r.value >= 0.5;
+                        input.seen_occupied |= input.occupied;
+                    }
                 }
             }
         }
@@ -262,10 +285,17 @@ impl IntersectionRuntime {
                 let mode = Mode::from_wire(v as u16);
                 if mode != self.field.mode {
                     self.field_mode_changed(self.field.mode, mode, now);
+                    // The field runs on its own (watchdog fallback, restart): take over its
+                    // state again before the next command.
+                    if matches!(mode, Some(Mode::Fallback | Mode::Startup)) && self.synced {
+                        self.synced = false;
+                        self.unsynced_since = Some(now);
+                    }
                 }
                 self.field.mode = mode;
             }
             "current_stage" => self.field.stage = Some(v as u16),
+            "stage_time" => self.field.stage_time = Some(v),
             "last_sequence" => self.field.last_sequence = Some(v as u16),
             "rejected_commands" => {
                 if let Some(before) = self.field.rejected {
@@ -384,9 +414,44 @@ impl IntersectionRuntime {
         Ok(())
     }
 
+    /// With Modbus actuation, takes over the stage the field controller runs (and how long it
+    /// has run it) before the first command, so that both count minimum and maximum green
+    /// from the same start; without field status within [`SEQUENCE_SYNC_WAIT_S`], starts with
+    /// the all-red start-up.
+    fn sync(&mut self, now: f64) {
+        if self.synced {
+            return;
+        }
+        if !matches!(self.model.actuation, Actuation::Modbus { .. }) {
+            self.synced = true;
+            return;
+        }
+        let since = *self.unsynced_since.get_or_insert(now);
+        if let (Some(stage), Some(t)) = (self.field.stage, self.field.stage_time) {
+            let stage = usize::from(stage);
+            if stage >= 1 && stage <= self.model.stages.len() {
+                self.supervisor = Supervisor::resume(&self.model, stage - 1, t, now)
+                    .with_counters(self.supervisor.counters());
+                self.synced = true;
+                self.unsynced_since = None;
+                tracing::info!(
+                    "intersection {}: taking over stage {} after {t:.1} s",
+                    self.model.id,
+                    self.model.stages[stage - 1].id
+                );
+                return;
+            }
+        }
+        if now - since >= SEQUENCE_SYNC_WAIT_S {
+            self.synced = true;
+            self.unsynced_since = None;
+        }
+    }
+
     /// Advances to `now`.
     pub fn tick(&mut self, now: f64) -> TickOutput {
         self.start(now);
+        self.sync(now);
         let dt = self.last_tick.map_or(0.0, |t| (now - t).clamp(0.0, 5.0));
         let prev = self.last_tick.unwrap_or(f64::NEG_INFINITY);
         self.last_tick = Some(now);
@@ -400,9 +465,10 @@ impl IntersectionRuntime {
                 detector: d,
                 vehicles: i.rate * dt,
                 occupancy: i.occupancy,
-                occupied: i.occupied,
+                occupied: i.occupied || i.seen_occupied,
                 at: now,
             };
+            self.inputs[d].seen_occupied = false;
             self.on_sample(&s);
         }
         let changes = self
@@ -824,6 +890,51 @@ mod tests {
             ]
         );
         assert_eq!(rt.counters().refused(), 0);
+    }
+
+    /// A controller that asks for anything at any time: the supervisor refuses what is
+    /// illegal, counts it, and one event a minute reports it; the outputs stay safe.
+    #[test]
+    fn illegal_requests_are_refused_and_reported() {
+        struct Rogue(usize);
+        impl Controller for Rogue {
+            fn name(&self) -> &'static str {
+                "rogue"
+            }
+            fn on_detector(&mut self, _: &DetectorSample) {}
+            fn decide(&mut self, _: &View<'_>, _: f64) -> Decision {
+                self.0 += 1;
+                Decision::Switch(self.0 % 3)
+            }
+        }
+        let m = crossroads();
+        let mut rt = IntersectionRuntime::new(m.clone(), Box::new(Rogue(0)));
+        let mut mon = Monitor::new(&m, 1.0);
+        let mut events = Vec::new();
+        for t in 0..130u32 {
+            let out = rt.tick(f64::from(t));
+            let states: Vec<SignalState> = out.states.iter().map(|(_, s)| *s).collect();
+            if let Err(e) = mon.check(&states, f64::from(t)) {
+                panic!("{e}");
+            }
+            events.extend(out.events);
+        }
+        let c = rt.counters();
+        assert!(
+            c.refused_unknown_stage > 20 && c.refused_min_green > 5 && c.refused_in_transition > 5,
+            "{c:?}"
+        );
+        let refused: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == "signal_request_refused")
+            .collect();
+        assert_eq!(refused.len(), 3, "at 0, 60 and 120 s: {refused:?}");
+        assert!(
+            refused[1].message.contains("refused since start"),
+            "{}",
+            refused[1].message
+        );
+        assert_eq!(rt.status(130.0).refused, c.refused());
     }
 
     /// Commands carry stage index + 1 and a sequence that follows the field controller's last

@@ -139,6 +139,34 @@ impl Supervisor {
         }
     }
 
+    /// Takes over a field controller that has run `stage` for `green_for_s` seconds at `now`
+    /// (e.g. its fallback plan): that stage green since then, every other group red.
+    pub fn resume(model: &Intersection, stage: usize, green_for_s: f64, now: f64) -> Self {
+        let mut s = Self::starting_at(model, now, stage);
+        let Some(st) = model.stages.get(stage) else {
+            return s;
+        };
+        let since = now - green_for_s.max(0.0);
+        for &g in &st.groups {
+            if let Some(rt) = s.groups.get_mut(g) {
+                rt.state = SignalState::Green;
+                rt.since = since;
+                rt.green_start = since;
+            }
+        }
+        for (o, rt) in s.states.iter_mut().zip(s.groups.iter()) {
+            *o = rt.state;
+        }
+        s.phase = Phase::Running { stage, since };
+        s
+    }
+
+    /// This supervisor with `counters` carried over (from the one it replaces).
+    pub fn with_counters(mut self, counters: Counters) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// The model.
     pub fn model(&self) -> &Intersection {
         &self.model
@@ -471,6 +499,28 @@ mod tests {
             };
             prop_assert!(s.counters().forced_max_green >= 5, "{:?}", s.counters());
         }
+    }
+
+    #[test]
+    fn resuming_a_running_stage_keeps_its_green_start() {
+        let m = crossroads();
+        let mut s = Supervisor::resume(&m, 1, 4.0, 100.0);
+        assert_eq!(s.current_stage(), Some(1));
+        assert_eq!(s.green_for_s(100.0), 4.0);
+        assert!(matches!(
+            s.request(Decision::Switch(0), 100.0),
+            Err(Refusal::MinGreen { .. })
+        ));
+        assert_eq!(s.request(Decision::Switch(0), 103.0), Ok(()));
+        assert_eq!(s.tick(103.0)[1], SignalState::Yellow);
+        let mut s = Supervisor::resume(&m, 0, 59.5, 100.0);
+        s.tick(100.0);
+        assert_eq!(s.current_stage(), Some(0));
+        s.tick(100.5);
+        assert!(
+            s.max_green_forced(),
+            "maximum green counts from the field's green start"
+        );
     }
 
     #[test]

@@ -161,20 +161,57 @@ pub fn spawn(
     })
 }
 
+/// A cloneable handle for writes only (e.g. for the signal actuation task), valid while the
+/// [`ModbusHandle`] runs; afterwards writes fail with [`WriteError::Closed`].
+#[derive(Debug, Clone)]
+pub struct ModbusWriter {
+    devices: Arc<HashMap<String, (usize, usize)>>,
+    writes: Vec<mpsc::Sender<WriteJob>>,
+}
+
+impl ModbusWriter {
+    /// As [`ModbusHandle::write`].
+    pub async fn write(&self, device: &str, write: Write) -> Result<(), WriteError> {
+        let &(link, index) = self.devices.get(device).ok_or(WriteError::UnknownDevice)?;
+        send_write(self.writes.get(link), index, write).await
+    }
+}
+
+async fn send_write(
+    tx: Option<&mpsc::Sender<WriteJob>>,
+    device: usize,
+    write: Write,
+) -> Result<(), WriteError> {
+    let tx = tx.ok_or(WriteError::Closed)?;
+    let (reply, rx) = oneshot::channel();
+    tx.send(WriteJob {
+        device,
+        write,
+        reply,
+    })
+    .await
+    .map_err(|_| WriteError::Closed)?;
+    rx.await.map_err(|_| WriteError::Closed)?
+}
+
 impl ModbusHandle {
     /// Writes to a device between its polls, then reads the range back and compares.
     pub async fn write(&self, device: &str, write: Write) -> Result<(), WriteError> {
         let d = self.devices.get(device).ok_or(WriteError::UnknownDevice)?;
-        let tx = self.writes.get(d.link).ok_or(WriteError::Closed)?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(WriteJob {
-            device: d.index,
-            write,
-            reply,
-        })
-        .await
-        .map_err(|_| WriteError::Closed)?;
-        rx.await.map_err(|_| WriteError::Closed)?
+        send_write(self.writes.get(d.link), d.index, write).await
+    }
+
+    /// A cloneable write-only handle.
+    pub fn writer(&self) -> ModbusWriter {
+        ModbusWriter {
+            devices: Arc::new(
+                self.devices
+                    .iter()
+                    .map(|(n, d)| (n.clone(), (d.link, d.index)))
+                    .collect(),
+            ),
+            writes: self.writes.clone(),
+        }
     }
 
     /// Counters of every device, in configuration order.
