@@ -28,7 +28,7 @@ done
 KIT=${SUMO_KIT:-$ROOT/../shared/sumo}
 bash tests/sumo.sh >/dev/null
 export PATH=$ROOT/.venv-sumo/bin:$PATH
-cargo build --release -q -p citygate
+cargo build --release -q
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/citygate
 SCEN=$ROOT/target/sumo-scenarios
