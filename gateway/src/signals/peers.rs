@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::mqtt::BrokerUrl;
 use crate::status::Stats;
 
-/// Peer messages waiting for the rules task; when full, the newest is dropped and counted
+/// Peer messages waiting for the rules task; when full, the newest is dropped and logged
 /// (the sender publishes a fresher plan every second).
 pub const QUEUE: usize = 64;
 
@@ -70,7 +70,6 @@ pub async fn listen(
                             return;
                         }
                         if tx.try_send(flows).is_err() {
-                            Stats::inc(&stats.malformed);
                             tracing::warn!("peer flows from {} dropped: queue full", p.topic);
                         }
                     }
