@@ -181,6 +181,11 @@ backoff_max_ms = 1000
     )
 }
 
+/// A gateway config parsed from test text; a config error fails the test with its message.
+pub fn load_config(text: &str) -> citygate::config::Config {
+    citygate::config::load_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// One reading as the tests publish it.
 pub fn reading_payload(value: f64, time: f64) -> Vec<u8> {
     serde_json::json!({"v": value, "t": time})

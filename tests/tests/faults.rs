@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use citygate::config;
 use citygate::outbox::Outbox;
 use citygate::run::Gateway;
 use citygate::status::StatusFile;
@@ -194,10 +193,6 @@ async fn wait_drained(gw: &Gateway, collector: &Collector, within: Duration) {
     );
 }
 
-fn load_cfg(text: &str) -> config::Config {
-    config::load_str(text, "faults.toml").unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// Stores at least `n` more records than now.
 async fn until_stored(gw: &Gateway, n: u64) {
     let target = gw.outbox.counters.appended.load(Ordering::Relaxed) + n;
@@ -220,7 +215,7 @@ async fn the_uplink_broker_killed_and_restarted_under_load_loses_nothing() {
     let collector = Collector::start(mosq.port, "gw-fk").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_cfg(&fault_config(
+    let gw = citygate::run::start(load_config(&fault_config(
         "gw-fk",
         local,
         &mosq.url(),
@@ -297,7 +292,7 @@ async fn the_uplink_stalled_and_cut_through_a_proxy_under_load_loses_nothing() {
     let collector = Collector::start(mosq.port, "gw-fp").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_cfg(&fault_config(
+    let gw = citygate::run::start(load_config(&fault_config(
         "gw-fp",
         local,
         &proxy.url(),
@@ -481,7 +476,7 @@ async fn a_full_disk_is_counted_survived_and_recovered_from_when_space_returns()
     let collector = Collector::start(mosq.port, "gw-fd").await;
     mosq.stop();
     let local = free_port();
-    let gw = citygate::run::start(load_cfg(&fault_config(
+    let gw = citygate::run::start(load_config(&fault_config(
         "gw-fd",
         local,
         &mosq.url(),
@@ -569,7 +564,7 @@ async fn the_byte_budget_evicts_and_counts_while_the_uplink_is_down() {
     mosq.stop();
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_cfg(&fault_config(
+    let gw = citygate::run::start(load_config(&fault_config(
         "gw-fb",
         local,
         &mosq.url(),
@@ -754,7 +749,7 @@ async fn a_backlog_drains_no_faster_than_drain_per_s() {
     let local = free_port();
     let text = fault_config("gw-fr", local, &mosq.url(), dir.path(), "")
         .replace("drain_per_s = 5000", &format!("drain_per_s = {RATE}"));
-    let gw = citygate::run::start(load_cfg(&text)).await.unwrap();
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
     wait_subscribed(&gw).await;
     let load = Load::start(local, "field-fr").await;
     until_stored(&gw, 2000).await;

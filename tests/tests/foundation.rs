@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use citygate::config::{self, Config};
 use citygate::outbox::Outbox;
 use citygate_protocols::{Body, Summary};
 use citygate_tests::*;
@@ -15,10 +14,6 @@ const T0: f64 = 1_700_000_000.0;
 
 /// Expected (count, min, max, mean, last) per (sensor, window start).
 type Expected = BTreeMap<(String, i64), (u64, f64, f64, f64, f64)>;
-
-fn load(text: &str) -> Config {
-    config::load_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// The summaries a correct gateway must produce for readings `(sensor, value, time)`, keyed by
 /// (sensor, window start).
@@ -104,9 +99,15 @@ async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expe
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let uplink = format!("mqtt://127.0.0.1:{port}");
-    let gw = citygate::run::start(load(&gateway_config("gw-a", port, &uplink, dir.path(), 1)))
-        .await
-        .unwrap();
+    let gw = citygate::run::start(load_config(&gateway_config(
+        "gw-a",
+        port,
+        &uplink,
+        dir.path(),
+        1,
+    )))
+    .await
+    .unwrap();
     wait_subscribed(&gw).await;
     let collector = Collector::start(port, "gw-a").await;
     let publisher = Publisher::connect(port, "field-a").await;
@@ -161,7 +162,7 @@ async fn summaries_made_while_the_uplink_broker_is_down_all_arrive_in_order() {
     let collector = Collector::start(mosq.port, "gw-b").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load(&gateway_config(
+    let gw = citygate::run::start(load_config(&gateway_config(
         "gw-b",
         local,
         &mosq.url(),
@@ -389,7 +390,7 @@ async fn an_external_local_broker_feeds_the_gateway() {
         &format!("mode = \"external\"\nurl = \"{}\"", local.url()),
     );
     assert!(text.contains("external"), "{text}");
-    let gw = citygate::run::start(load(&text)).await.unwrap();
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
     wait_subscribed(&gw).await;
     let publisher = Publisher::connect(local.port, "field-ext").await;
     for i in 0..300 {

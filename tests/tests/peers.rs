@@ -81,11 +81,7 @@ async fn planned_outflows_towards_a_neighbour_go_out_on_the_peer_topic() {
     let data = tempfile::tempdir().unwrap();
     let local = free_port();
     let text = gateway_config("gw-a", local, "mqtt://127.0.0.1:1", data.path(), 60) + INTERSECTION;
-    let cfg = match citygate::config::load_str(&text, "peers.toml") {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
-    };
-    let gw = citygate::run::start(cfg).await.unwrap();
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
     let flows = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&flows);
     subscribe_on_thread(

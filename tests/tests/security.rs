@@ -231,10 +231,6 @@ fn tls_config(
     )
 }
 
-fn load(text: &str) -> config::Config {
-    config::load_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
-}
-
 async fn wait_connected(gw: &citygate::run::Gateway, within: Duration) -> bool {
     eventually(within, || gw.stats.uplink_connected.load(Ordering::Relaxed)).await
 }
@@ -255,7 +251,7 @@ async fn mtls_uplink_delivers_summaries() {
         "client",
     );
     let collector = Collector::start(broker.plain_port, "gw-tls").await;
-    let gw = citygate::run::start(load(&text)).await.unwrap();
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
     assert!(
         wait_connected(&gw, Duration::from_secs(20)).await,
         "gateway did not connect over mTLS"
@@ -724,7 +720,7 @@ async fn signed_commands_through_mosquitto() {
             base64::encode(key.public_key().as_ref())
         );
     let collector = Collector::start(mosq.port, "gw-cmd").await;
-    let gw = citygate::run::start(load(&text)).await.unwrap();
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
     assert!(wait_connected(&gw, Duration::from_secs(20)).await);
     let platform = Platform::connect(mosq.port, "gw-cmd").await;
     // Let the gateway's subscription settle.
