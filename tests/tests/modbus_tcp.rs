@@ -348,3 +348,42 @@ async fn units_behind_one_tcp_address_share_a_connection() {
     assert_eq!(connects, 1, "{:?}", h.stats());
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn polls_of_a_sources_devices_are_spread_over_the_interval() {
+    // Four devices on four links at 1 s: the k-th first polls k/4 s after the start, instead
+    // of all four at the same instant.
+    let mut sims = Vec::new();
+    let mut devices = Vec::new();
+    for k in 0..4 {
+        let sim = TcpSim::start(SimService::single(bank())).await;
+        let mut d = fast_device(&format!("spread-{k}"), sim.addr);
+        d.poll_interval_ms = 1000;
+        d.points = vec![hr("level", 0)];
+        devices.push(d);
+        sims.push(sim);
+    }
+    let (rt, et, mut c) = Collector::new(1000);
+    let h = modbus::spawn(devices, rt, et).unwrap();
+    let mut first = std::collections::BTreeMap::new();
+    while first.len() < 4 {
+        let r = c.reading_where(WAIT, |_| true).await;
+        first.entry(r.sensor.clone()).or_insert(r.time);
+    }
+    let times: Vec<f64> = first.values().copied().collect();
+    for w in times.windows(2) {
+        // 250 ms apart by schedule; half of that leaves room for a slow machine.
+        assert!(w[1] - w[0] > 0.125, "polls not spread: {times:?}");
+    }
+    // Every cycle's start is timed; consecutive on-schedule cycles give a period jitter.
+    while h.stats().iter().any(|s| s.cycles < 3) {
+        c.reading_where(WAIT, |_| true).await;
+    }
+    for s in h.stats() {
+        let timed: u64 = s.lateness.iter().sum();
+        let periods: u64 = s.period_jitter.iter().sum();
+        assert_eq!(timed, s.cycles, "{s:?}");
+        assert_eq!(periods, s.cycles - 1, "{s:?}");
+    }
+    h.shutdown().await;
+}

@@ -109,6 +109,7 @@ pub fn spawn(
     let mut by_port: HashMap<String, usize> = HashMap::new();
     let mut refs = HashMap::new();
     let mut order = Vec::new();
+    let slots = u32::try_from(devices.len()).unwrap_or(u32::MAX);
     for (n, d) in devices.into_iter().enumerate() {
         let counters = Arc::new(Counters::default());
         let name = d.name.clone();
@@ -126,7 +127,8 @@ pub fn spawn(
             continue;
         };
         let index = devs.len();
-        devs.push(Device::new(d, counters.clone(), seed));
+        let slot = u32::try_from(n).unwrap_or(u32::MAX);
+        devs.push(Device::new(d, counters.clone(), seed, (slot, slots)));
         refs.insert(
             name.clone(),
             DeviceRef {

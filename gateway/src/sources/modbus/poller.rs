@@ -105,13 +105,24 @@ pub(crate) struct Device {
     /// Resolved wire addresses, by point index.
     addresses: Vec<u16>,
     points: Vec<PointState>,
+    /// Where in the poll interval this device's polls fall: the `slot`-th of `slots` devices
+    /// of the source first polls `slot/slots` of an interval after the start, so polls are
+    /// spread evenly over time across all links instead of all falling due at one instant.
+    phase: Duration,
     due: Instant,
+    /// The schedule slot and actual start of the last poll cycle.
+    last_start: Option<(Instant, Instant)>,
     failures: u32,
     backoff: Backoff,
 }
 
 impl Device {
-    pub(crate) fn new(cfg: DeviceConfig, counters: Arc<Counters>, seed: u64) -> Self {
+    pub(crate) fn new(
+        cfg: DeviceConfig,
+        counters: Arc<Counters>,
+        seed: u64,
+        (slot, slots): (u32, u32),
+    ) -> Self {
         let addresses: Vec<u16> = cfg
             .points
             .iter()
@@ -142,10 +153,12 @@ impl Device {
         );
         let points = cfg.points.iter().map(|_| PointState::default()).collect();
         Device {
+            phase: Duration::from_millis(cfg.poll_interval_ms) * slot / slots.max(1),
             plan,
             addresses,
             points,
             due: Instant::now(),
+            last_start: None,
             failures: 0,
             backoff,
             cfg,
@@ -215,10 +228,8 @@ impl Link {
     /// Runs until shutdown, or until the handle (and so the write channel) is gone.
     pub(crate) async fn run(mut self) {
         let start = Instant::now();
-        // Spread the first polls of a link's devices over one poll interval.
-        let n = self.devices.len().max(1) as u32;
-        for (i, d) in self.devices.iter_mut().enumerate() {
-            d.due = start + d.interval() * (i as u32) / n;
+        for d in &mut self.devices {
+            d.due = start + d.phase;
         }
         loop {
             let Some((idx, due)) = self
@@ -371,12 +382,23 @@ impl Link {
     }
 
     async fn poll_device(&mut self, idx: usize, due: Instant) {
-        let Some(dev) = self.devices.get(idx) else {
+        let Some(dev) = self.devices.get_mut(idx) else {
             return;
         };
         inc(&dev.counters.cycles);
+        let start = Instant::now();
         dev.counters
-            .record_lateness(Instant::now().saturating_duration_since(due));
+            .lateness
+            .record(start.saturating_duration_since(due));
+        if let Some((prev_due, prev_start)) = dev.last_start {
+            if due == prev_due + dev.interval() {
+                let period = start.saturating_duration_since(prev_start);
+                dev.counters
+                    .period_jitter
+                    .record(period.abs_diff(dev.interval()));
+            }
+        }
+        dev.last_start = Some((due, start));
         let offline = dev.counters.state() == DeviceState::Offline;
         let healthy = dev.failures == 0;
         let retries = if healthy { dev.cfg.retries } else { 0 };

@@ -68,18 +68,23 @@ pub struct DeviceStats {
     pub readings: u64,
     /// Poll cycles that started more than one poll interval late (skipped ahead).
     pub overruns: u64,
-    /// How late poll cycles started against their schedule: bucket `k` counts starts
-    /// `k × 0.5 ms` to `(k + 1) × 0.5 ms` late; the last bucket everything from 15.5 ms on.
-    pub lateness_500us: [u64; LATENESS_BUCKETS],
+    /// How late poll cycles started against their schedule (a histogram, see [`TIMING_BUCKETS`]).
+    pub lateness: [u64; TIMING_BUCKETS],
+    /// Poll-period jitter: |Δt − poll interval| between the starts of consecutive cycles that
+    /// were both on the regular schedule (not after a failure, backoff or probe).
+    pub period_jitter: [u64; TIMING_BUCKETS],
 }
 
-/// Buckets of [`DeviceStats::lateness_500us`].
-pub const LATENESS_BUCKETS: usize = 32;
+/// Timing histograms count in buckets of [`TIMING_BUCKET_US`]: bucket `k` counts times from
+/// `k` to `k + 1` buckets long; the last bucket counts everything longer too.
+pub const TIMING_BUCKETS: usize = 128;
+/// The width of one timing bucket, in microseconds.
+pub const TIMING_BUCKET_US: u64 = 100;
 
 impl DeviceStats {
-    /// The lateness (ms, bucket upper bound) below which a fraction `q` of poll starts fall,
-    /// over a histogram (e.g. the difference of two snapshots, summed over devices).
-    pub fn lateness_quantile_ms(hist: &[u64; LATENESS_BUCKETS], q: f64) -> Option<f64> {
+    /// The time (ms, bucket upper bound) below which a fraction `q` of a timing histogram
+    /// falls (e.g. the difference of two snapshots, summed over devices).
+    pub fn quantile_ms(hist: &[u64; TIMING_BUCKETS], q: f64) -> Option<f64> {
         let total: u64 = hist.iter().sum();
         if total == 0 {
             return None;
@@ -89,10 +94,35 @@ impl DeviceStats {
         for (k, n) in hist.iter().enumerate() {
             seen += n;
             if seen >= want {
-                return Some((k as f64 + 1.0) * 0.5);
+                return Some((k as f64 + 1.0) * TIMING_BUCKET_US as f64 / 1000.0);
             }
         }
         None
+    }
+}
+
+/// A timing histogram that the link task writes and snapshots read.
+#[derive(Debug)]
+pub(crate) struct Timing([AtomicU64; TIMING_BUCKETS]);
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl Timing {
+    pub(crate) fn record(&self, d: std::time::Duration) {
+        let k = usize::try_from(d.as_micros() / u128::from(TIMING_BUCKET_US))
+            .unwrap_or(usize::MAX)
+            .min(TIMING_BUCKETS - 1);
+        if let Some(b) = self.0.get(k) {
+            inc(b);
+        }
+    }
+
+    fn snapshot(&self) -> [u64; TIMING_BUCKETS] {
+        std::array::from_fn(|k| self.0.get(k).map_or(0, |c| c.load(Ordering::Relaxed)))
     }
 }
 
@@ -109,7 +139,8 @@ pub(crate) struct Counters {
     pub(crate) failed_cycles: AtomicU64,
     pub(crate) readings: AtomicU64,
     pub(crate) overruns: AtomicU64,
-    lateness: [AtomicU64; LATENESS_BUCKETS],
+    pub(crate) lateness: Timing,
+    pub(crate) period_jitter: Timing,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -117,15 +148,6 @@ pub(crate) fn inc(c: &AtomicU64) {
 }
 
 impl Counters {
-    pub(crate) fn record_lateness(&self, late: std::time::Duration) {
-        let k = usize::try_from(late.as_micros() / 500)
-            .unwrap_or(usize::MAX)
-            .min(LATENESS_BUCKETS - 1);
-        if let Some(b) = self.lateness.get(k) {
-            inc(b);
-        }
-    }
-
     pub(crate) fn set_state(&self, s: DeviceState) {
         self.state.store(s.to_u8(), Ordering::Relaxed);
     }
@@ -149,7 +171,8 @@ impl Counters {
             failed_cycles: l(&self.failed_cycles),
             readings: l(&self.readings),
             overruns: l(&self.overruns),
-            lateness_500us: std::array::from_fn(|k| self.lateness.get(k).map(l).unwrap_or(0)),
+            lateness: self.lateness.snapshot(),
+            period_jitter: self.period_jitter.snapshot(),
         }
     }
 }
@@ -160,28 +183,22 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn lateness_histogram_and_quantiles() {
+    fn timing_histogram_and_quantiles() {
         let c = Counters::default();
         for _ in 0..98 {
-            c.record_lateness(Duration::from_micros(200));
+            c.lateness.record(Duration::from_micros(50));
         }
-        c.record_lateness(Duration::from_millis(3));
-        c.record_lateness(Duration::from_secs(5));
+        c.lateness.record(Duration::from_micros(3050));
+        c.lateness.record(Duration::from_secs(5));
+        c.period_jitter.record(Duration::from_micros(250));
         let s = c.snapshot("d");
-        assert_eq!(s.lateness_500us[0], 98);
-        assert_eq!(s.lateness_500us[6], 1);
-        assert_eq!(s.lateness_500us[LATENESS_BUCKETS - 1], 1);
-        assert_eq!(
-            DeviceStats::lateness_quantile_ms(&s.lateness_500us, 0.5),
-            Some(0.5)
-        );
-        assert_eq!(
-            DeviceStats::lateness_quantile_ms(&s.lateness_500us, 0.99),
-            Some(3.5)
-        );
-        assert_eq!(
-            DeviceStats::lateness_quantile_ms(&[0; LATENESS_BUCKETS], 0.5),
-            None
-        );
+        assert_eq!(s.lateness[0], 98);
+        assert_eq!(s.lateness[30], 1);
+        assert_eq!(s.lateness[TIMING_BUCKETS - 1], 1);
+        assert_eq!(s.period_jitter[2], 1);
+        assert_eq!(DeviceStats::quantile_ms(&s.lateness, 0.5), Some(0.1));
+        assert_eq!(DeviceStats::quantile_ms(&s.lateness, 0.99), Some(3.1));
+        assert_eq!(DeviceStats::quantile_ms(&s.period_jitter, 0.99), Some(0.3));
+        assert_eq!(DeviceStats::quantile_ms(&[0; TIMING_BUCKETS], 0.5), None);
     }
 }
