@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -184,6 +185,35 @@ backoff_max_ms = 1000
 /// A gateway config parsed from test text; a config error fails the test with its message.
 pub fn load_config(text: &str) -> citygate::config::Config {
     citygate::config::load_str(text, "test.toml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until the gateway's ingest is subscribed on its local broker; fails the test if not.
+pub async fn wait_subscribed(gw: &citygate::run::Gateway) {
+    let ok = eventually(Duration::from_secs(20), || {
+        gw.stats.ingest_subscribed.load(Ordering::Relaxed)
+    })
+    .await;
+    assert!(ok, "ingest never subscribed: {}", gw.stats.snapshot());
+}
+
+/// Waits until the gateway's uplink is connected; fails the test if not.
+pub async fn wait_uplink(gw: &citygate::run::Gateway) {
+    let ok = eventually(Duration::from_secs(20), || {
+        gw.stats.uplink_connected.load(Ordering::Relaxed)
+    })
+    .await;
+    assert!(ok, "uplink never connected: {}", gw.stats.snapshot());
+}
+
+/// Starts an in-process gateway from test config text and waits until it ingests and its
+/// uplink is connected.
+pub async fn start_gateway(text: &str) -> citygate::run::Gateway {
+    let gw = citygate::run::start(load_config(text))
+        .await
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
+    wait_subscribed(&gw).await;
+    wait_uplink(&gw).await;
+    gw
 }
 
 /// One reading as the tests publish it.

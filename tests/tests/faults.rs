@@ -152,29 +152,6 @@ fn account(name: &str, got: &Received, produced: u64, evicted: u64, lost_by_brok
     tally
 }
 
-async fn wait_subscribed(gw: &Gateway) {
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await,
-        "ingest never subscribed"
-    );
-}
-
-async fn wait_uplink(gw: &Gateway) {
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .uplink_connected
-            .load(Ordering::Relaxed))
-        .await,
-        "uplink never connected: {}",
-        gw.stats.snapshot()
-    );
-}
-
 /// Waits until the outbox is empty and every record it stored arrived or was counted out.
 async fn wait_drained(gw: &Gateway, collector: &Collector, within: Duration) {
     let c = &gw.outbox.counters;
@@ -215,17 +192,7 @@ async fn the_uplink_broker_killed_and_restarted_under_load_loses_nothing() {
     let collector = Collector::start(mosq.port, "gw-fk").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_config(&fault_config(
-        "gw-fk",
-        local,
-        &mosq.url(),
-        dir.path(),
-        "",
-    )))
-    .await
-    .unwrap();
-    wait_subscribed(&gw).await;
-    wait_uplink(&gw).await;
+    let gw = start_gateway(&fault_config("gw-fk", local, &mosq.url(), dir.path(), "")).await;
     let load = Load::start(local, "field-fk").await;
     until_stored(&gw, 2000).await;
     mosq.kill();
@@ -292,17 +259,7 @@ async fn the_uplink_stalled_and_cut_through_a_proxy_under_load_loses_nothing() {
     let collector = Collector::start(mosq.port, "gw-fp").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_config(&fault_config(
-        "gw-fp",
-        local,
-        &proxy.url(),
-        dir.path(),
-        "",
-    )))
-    .await
-    .unwrap();
-    wait_subscribed(&gw).await;
-    wait_uplink(&gw).await;
+    let gw = start_gateway(&fault_config("gw-fp", local, &proxy.url(), dir.path(), "")).await;
     let load = Load::start(local, "field-fp").await;
     until_stored(&gw, 1500).await;
     // A silent link: nothing moves, the connection stays open.

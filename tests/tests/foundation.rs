@@ -83,17 +83,6 @@ fn trace() -> Vec<(String, f64, f64)> {
     out
 }
 
-async fn wait_subscribed(gw: &citygate::run::Gateway) {
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await,
-        "ingest never subscribed"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_readings_through_the_embedded_broker_give_exactly_the_expected_summaries() {
     let dir = tempfile::tempdir().unwrap();
@@ -162,23 +151,7 @@ async fn summaries_made_while_the_uplink_broker_is_down_all_arrive_in_order() {
     let collector = Collector::start(mosq.port, "gw-b").await;
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
-    let gw = citygate::run::start(load_config(&gateway_config(
-        "gw-b",
-        local,
-        &mosq.url(),
-        dir.path(),
-        1,
-    )))
-    .await
-    .unwrap();
-    wait_subscribed(&gw).await;
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .uplink_connected
-            .load(Ordering::Relaxed))
-        .await
-    );
+    let gw = start_gateway(&gateway_config("gw-b", local, &mosq.url(), dir.path(), 1)).await;
     let publisher = Publisher::connect(local, "field-b").await;
     let readings = trace();
     let (before, after) = readings.split_at(3000);

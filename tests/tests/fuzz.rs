@@ -445,17 +445,8 @@ async fn big_publisher(port: u16, id: &str) -> (AsyncClient, tokio::task::JoinHa
 }
 
 async fn survives_a_ten_megabyte_publish(text: String, local_port: u16) {
-    let gw =
-        citygate::run::start(config::load_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}")))
-            .await
-            .unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await
-    );
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
     let (big, task) = big_publisher(local_port, "field-big").await;
     for p in ten_megabytes().into_iter().take(2) {
         let _ = big

@@ -80,22 +80,7 @@ async fn a_flood_alert_jumps_the_queue_and_is_valid_cap() {
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
     let text = gateway_config("gw-h", local, &mosq.url(), dir.path(), 1) + HAZARD;
-    let cfg = config::load_str(&text, "hazard.toml").unwrap_or_else(|e| panic!("{e}"));
-    let gw = citygate::run::start(cfg).await.unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .uplink_connected
-            .load(Ordering::Relaxed))
-        .await
-    );
+    let gw = start_gateway(&text).await;
     let siren = watch_local(local, "actuators/#").await;
     let publisher = Publisher::connect(local, "field-h").await;
 

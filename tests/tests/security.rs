@@ -251,18 +251,7 @@ async fn mtls_uplink_delivers_summaries() {
         "client",
     );
     let collector = Collector::start(broker.plain_port, "gw-tls").await;
-    let gw = citygate::run::start(load_config(&text)).await.unwrap();
-    assert!(
-        wait_connected(&gw, Duration::from_secs(20)).await,
-        "gateway did not connect over mTLS"
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await
-    );
+    let gw = start_gateway(&text).await;
     let publisher = Publisher::connect(local, "field-tls").await;
     for i in 0..50 {
         publisher

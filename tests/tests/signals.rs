@@ -15,7 +15,9 @@ use citygate_firmware::signal::{GroupConfig, IntergreenMatrix, Plan, SignalContr
 use citygate_protocols::registers::signal_controller::{self as reg, Mode};
 use citygate_protocols::signal::SignalState;
 use citygate_protocols::Body;
-use citygate_tests::{eventually, free_port, gateway_config, Collector, GatewayProcess, Mosquitto};
+use citygate_tests::{
+    eventually, free_port, gateway_config, start_gateway, Collector, GatewayProcess, Mosquitto,
+};
 
 const TICK: Duration = Duration::from_millis(10);
 const MIN_GREEN_MS: u64 = 2_000;
@@ -568,7 +570,6 @@ async fn a_killed_gateway_falls_back_and_a_restarted_one_resumes_control() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hazard_emergency_plan_runs_until_the_alert_clears() {
     use citygate_tests::{subscribe_on_thread, Publisher};
-    use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
     let id = "gw-sig-plan";
     let dir = tempfile::tempdir().expect("tempdir");
@@ -649,22 +650,7 @@ id = "flood-detour"
 hold = "EW"
 "#,
     );
-    let cfg = citygate::config::load_str(&text, "plan.toml").unwrap_or_else(|e| panic!("{e}"));
-    let gw = citygate::run::start(cfg).await.expect("gateway");
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .uplink_connected
-            .load(Ordering::Relaxed))
-        .await
-    );
-    assert!(
-        eventually(Duration::from_secs(20), || gw
-            .stats
-            .ingest_subscribed
-            .load(Ordering::Relaxed))
-        .await
-    );
+    let gw = start_gateway(&text).await;
     let collector = Collector::start(local, id).await;
     let commands = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
     let c = Arc::clone(&commands);
