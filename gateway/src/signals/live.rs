@@ -96,11 +96,13 @@ impl Signals {
         })
     }
 
-    /// Whether any intersection coordinates with neighbours (look-ahead with `neighbours`),
-    /// so that peer messages are worth listening to.
+    /// Whether any intersection coordinates with neighbours (look-ahead with `neighbours`
+    /// or `inflow`), so that peer messages are worth listening to.
     pub fn coordinates(&self) -> bool {
         self.runtimes.iter().any(|r| {
-            r.model().controller == ControllerKind::LookAhead && !r.model().neighbours.is_empty()
+            let m = r.model();
+            m.controller == ControllerKind::LookAhead
+                && !(m.neighbours.is_empty() && m.inflows.is_empty())
         })
     }
 

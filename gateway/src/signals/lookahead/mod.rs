@@ -34,17 +34,7 @@ use super::model::{DetectorKind, GroupKind, Intersection};
 /// Approach speed when the lanes' speed is not known: 50 km/h, the usual urban limit (m/s).
 pub const DEFAULT_APPROACH_SPEED_MPS: f64 = 13.89;
 
-/// Where a neighbour's outflow enters this intersection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inflow {
-    /// The neighbour (intersection id) and the signal group its vehicles leave through.
-    pub from: String,
-    pub from_group: String,
-    /// Our signal groups they reach (by index), and how the flow splits over them.
-    pub groups: Vec<(usize, f64)>,
-    /// Seconds from leaving the neighbour's stop line to reaching ours.
-    pub travel_s: f64,
-}
+pub use super::model::Inflow;
 
 pub struct LookAhead {
     id: String,
@@ -52,6 +42,9 @@ pub struct LookAhead {
     /// Per neighbour: (its id, our group index, our group id).
     neighbours: Vec<(String, usize, String)>,
     inflows: Vec<Inflow>,
+    /// Per inflow, the latest batch of announced arrivals at our stop line: (received in
+    /// tick, first arrival, last arrival, vehicles); for status only.
+    announced: Vec<(usize, f64, f64, f64, f64)>,
     faulty: Vec<bool>,
 }
 
@@ -140,12 +133,14 @@ impl LookAhead {
                     Some((n.intersection.clone(), n.via_group, g.id.clone()))
                 })
                 .collect(),
-            inflows: Vec::new(),
+            inflows: model.inflows.clone(),
+            announced: Vec::new(),
             faulty: vec![false; model.detectors.len()],
         }
     }
 
-    /// Places `inflow`'s planned flows on our groups from now on.
+    /// Places `inflow`'s planned flows on our groups from now on (in addition to, or instead
+    /// of, the model's configured inflow from the same neighbour and group).
     pub fn add_inflow(&mut self, inflow: Inflow) {
         self.inflows
             .retain(|i| !(i.from == inflow.from && i.from_group == inflow.from_group));
@@ -222,6 +217,16 @@ impl Controller for LookAhead {
         if total <= 0.0 {
             return;
         }
+        let received = self.core.last_tick().unwrap_or(f64::NEG_INFINITY);
+        self.announced
+            .retain(|a| !(a.0 == source && a.1 < received));
+        self.announced.push((
+            source,
+            received,
+            flow.leaves_at + i.travel_s,
+            flow.until + i.travel_s,
+            flow.vehicles,
+        ));
         let covers_from = self.core.last_tick().unwrap_or(flow.leaves_at) + i.travel_s;
         for (g, w) in weights {
             self.core.estimator_mut().on_peer(
@@ -237,6 +242,21 @@ impl Controller for LookAhead {
 
     fn explain(&self) -> String {
         self.core.explain().to_string()
+    }
+
+    fn expected_from_peers(&self, now: f64) -> f64 {
+        self.announced
+            .iter()
+            .map(|&(_, _, from, until, vehicles)| {
+                if until <= now {
+                    0.0
+                } else if from >= now || until <= from {
+                    vehicles
+                } else {
+                    vehicles * (until - now) / (until - from)
+                }
+            })
+            .sum()
     }
 }
 
