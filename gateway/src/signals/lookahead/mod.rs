@@ -11,10 +11,11 @@
 //!
 //! Neighbours exchange planned outflows: [`LookAhead::outflow`] gives, for every configured
 //! neighbour, the vehicles the plan releases through its `via_group` and when; a receiver
-//! places a neighbour's flow on its own groups through [`LookAhead::add_inflow`] (which of its
-//! groups the neighbour's traffic enters, and the travel time), set by whoever knows the
-//! road network (the SUMO run from the net). [`peer`] is the wire form of a planned flow on
-//! the peer topic `citygate/v1/<gw>/peer/outflow`.
+//! places a neighbour's flow on its own groups by its [`Inflow`]s (which of its groups the
+//! neighbour's traffic enters, and the travel time): the intersection's
+//! `[[intersection.inflow]]` config, live and under SUMO alike (`citygate sumo import` writes
+//! them from the net), or [`LookAhead::add_inflow`]. [`peer`] is the wire form of a planned
+//! flow on the peer topic `citygate/v1/<gw>/peer/outflow`.
 //!
 //! Parameters come from the intersection config (min / max green, intergreens, saturation
 //! flow, detector distances, `gap_s` as the cluster gap) and from measurement (flows, turning
