@@ -46,6 +46,8 @@ pub struct LookAhead {
     /// Per inflow, the latest batch of announced arrivals at our stop line: (received in
     /// tick, first arrival, last arrival, vehicles); for status only.
     announced: Vec<(usize, f64, f64, f64, f64)>,
+    /// When `decide` was last called (the estimator's tick).
+    decided_at: Option<f64>,
     faulty: Vec<bool>,
 }
 
@@ -136,6 +138,7 @@ impl LookAhead {
                 .collect(),
             inflows: model.inflows.clone(),
             announced: Vec::new(),
+            decided_at: None,
             faulty: vec![false; model.detectors.len()],
         }
     }
@@ -169,6 +172,7 @@ impl Controller for LookAhead {
     fn decide(&mut self, view: &View<'_>, now: f64) -> Decision {
         self.faulty.clear();
         self.faulty.extend_from_slice(view.faulty_detectors);
+        self.decided_at = Some(now);
         match self
             .core
             .decide(view.stage, view.in_transition, view.green_for_s, now)
@@ -218,7 +222,7 @@ impl Controller for LookAhead {
         if total <= 0.0 {
             return;
         }
-        let received = self.core.last_tick().unwrap_or(f64::NEG_INFINITY);
+        let received = self.decided_at.unwrap_or(f64::NEG_INFINITY);
         self.announced
             .retain(|a| !(a.0 == source && a.1 < received));
         self.announced.push((
