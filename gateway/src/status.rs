@@ -85,7 +85,7 @@ impl Stats {
 }
 
 /// A copy of the counters at one instant.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Snapshot {
     pub readings_in: u64,
     pub malformed: u64,
@@ -129,7 +129,7 @@ impl fmt::Display for Snapshot {
         for i in &self.signals {
             write!(
                 f,
-                "\n  {}: stage {}{} {} s | {}{} | field {} {} | {}",
+                "\n  {}: stage {}{} {} s | {}{} | field {} {}{} | {}",
                 i.id,
                 i.stage,
                 if i.in_transition { " (intergreen)" } else { "" },
@@ -146,6 +146,11 @@ impl fmt::Display for Snapshot {
                     &i.field_mode
                 },
                 i.field_stage,
+                if i.expected_from_peers > 0.0 {
+                    format!(" | {} veh expected from peers", i.expected_from_peers)
+                } else {
+                    String::new()
+                },
                 i.reason,
             )?;
         }

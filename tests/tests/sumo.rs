@@ -358,6 +358,11 @@ fn citygate_sumo_runs_the_gateways_look_ahead_until_the_network_is_empty() {
 /// The kit's D1 (from target/sumo-scenarios when tests/sumo.sh built it, else built here),
 /// copied into `dir`; `None` without the kit.
 fn kit_d1(dir: &Path) -> Option<PathBuf> {
+    kit_scenario(dir, "D1")
+}
+
+/// The kit's scenario `name` (`D1`, `D2`), as [`kit_d1`].
+fn kit_scenario(dir: &Path, name: &str) -> Option<PathBuf> {
     let kit = root().join("../shared/sumo");
     if !kit.join("make_scenarios.sh").exists() {
         if std::env::var_os("CITYGATE_REQUIRE_SUMO").is_some() {
@@ -369,8 +374,8 @@ fn kit_d1(dir: &Path) -> Option<PathBuf> {
         );
         return None;
     }
-    let built = root().join("target/sumo-scenarios/D1");
-    let d1 = dir.join("D1");
+    let built = root().join("target/sumo-scenarios").join(name);
+    let d1 = dir.join(name);
     if built.join("scenario.sumocfg").exists() {
         std::fs::create_dir(&d1).unwrap();
         for f in [
@@ -501,4 +506,70 @@ fn on_the_kits_d1_the_replay_matches_sumo_and_look_ahead_is_safe_and_better() {
     );
     assert!(a < b, "look-ahead {a} s vs the net's program {b} s");
     eprintln!("D1 900 s: look-ahead {ours}\nprogram {theirs}");
+}
+
+/// `citygate sumo import` of the kit's D2 corridor writes both ends of every coordination
+/// link: each `neighbours` entry has the receiver's `[[intersection.inflow]]`, on the
+/// receiver's approach from the sender, with the net's travel time; `citygate sumo` and the
+/// live gateway take them from there.
+#[test]
+fn the_import_of_the_d2_corridor_writes_both_ends_of_every_coordination_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(d2) = kit_scenario(dir.path(), "D2") else {
+        return;
+    };
+    let cfg_path = dir.path().join("d2.toml");
+    import(
+        &d2.join("net_static.net.xml"),
+        &[],
+        &cfg_path,
+        None,
+        Choice::LookAhead,
+        "sumo-test",
+    )
+    .unwrap();
+    let cfg = citygate::config::load(&cfg_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut links = 0;
+    for a in &cfg.intersection {
+        for n in &a.neighbours {
+            let b = cfg
+                .intersection
+                .iter()
+                .find(|b| b.id == n.intersection)
+                .unwrap_or_else(|| panic!("{}: neighbour {} not imported", a.id, n.intersection));
+            let inflow = b
+                .inflow
+                .iter()
+                .find(|i| i.from == a.id && i.from_group == n.via_group)
+                .unwrap_or_else(|| panic!("{} has no inflow from {} {}", b.id, a.id, n.via_group));
+            assert_eq!(
+                inflow.travel_s, 15.7,
+                "D2: 15.7 s between neighbours at the speed limits"
+            );
+            for g in &inflow.groups {
+                let group = b.signal_group.iter().find(|x| &x.id == g).unwrap();
+                // the kit's edges are named <from junction><to junction>...
+                assert!(
+                    group.approach.starts_with(&a.id),
+                    "{}: {g} on {} does not come from {}",
+                    b.id,
+                    group.approach,
+                    a.id
+                );
+            }
+            links += 1;
+        }
+        assert_eq!(
+            a.inflow.len(),
+            cfg.intersection
+                .iter()
+                .flat_map(|o| o.neighbours.iter().map(move |n| (o, n)))
+                .filter(|(_, n)| n.intersection == a.id)
+                .count(),
+            "{}: one inflow per neighbour link towards it",
+            a.id
+        );
+    }
+    // five intersections in a row, four groups of each sending to each neighbour
+    assert_eq!(links, 32, "{}", std::fs::read_to_string(&cfg_path).unwrap());
 }

@@ -847,7 +847,7 @@ fn readme_documents_every_outbox_key() {
 fn readme_documents_every_intersection_key() {
     // Listed by hand from `signals::config` (one list per struct or inline table), so that
     // removing a row from the README, or adding a key here without documenting it, fails.
-    let tables: [(&str, &[&str]); 9] = [
+    let tables: [(&str, &[&str]); 10] = [
         (
             "### `[[intersection]]` keys",
             &[
@@ -865,6 +865,7 @@ fn readme_documents_every_intersection_key() {
                 "stuck_off_s",
                 "no_data_s",
                 "neighbours",
+                "inflow",
                 "conflicts",
                 "signal_group",
                 "stage",
@@ -877,6 +878,10 @@ fn readme_documents_every_intersection_key() {
         (
             "### `neighbours`",
             &["intersection", "via_group", "travel_s"],
+        ),
+        (
+            "### `[[intersection.inflow]]`",
+            &["from", "from_group", "groups", "travel_s"],
         ),
         (
             "### `[[intersection.signal_group]]`",
@@ -956,5 +961,83 @@ fn readme_documents_every_intersection_key() {
         missing.is_empty(),
         "{} does not document: {missing:?}",
         path.display()
+    );
+}
+
+/// Two look-ahead crossroads `int-a` and `int-b` in one config, each with `extra` keys
+/// (written before its sub-tables).
+fn corridor(a_extra: &str, b_extra: &str, b_tables: &str) -> String {
+    let crossroads = |id: &str, extra: &str| -> String {
+        crate::signals::fixtures::CROSSROADS
+            .replace("id = \"int-1\"", &format!("id = \"{id}\"\n{extra}"))
+            .replace("controller = \"actuated\"", "controller = \"look_ahead\"")
+            .lines()
+            .map(|l| match l.strip_prefix("[[") {
+                Some(rest) => format!("[[intersection.{rest}"),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n\n[[intersection]]\n{}\n\n[[intersection]]\n{}\n{b_tables}",
+        crossroads("int-a", a_extra),
+        crossroads("int-b", b_extra)
+    )
+}
+
+const INFLOW_B: &str =
+    "\n[[intersection.inflow]]\nfrom = \"int-a\"\nfrom_group = \"E\"\ngroups = [\"W\"]\ntravel_s = 18.0\n";
+
+/// Both ends of coordination inside one config: an inflow needs the sender's `neighbours`
+/// entry and an existing sender group, a look-ahead neighbour needs the inflow, travel times
+/// agree; each problem is located and names both intersections.
+#[test]
+fn coordination_between_intersections_of_one_config_is_checked_at_both_ends() {
+    let nb = "neighbours = [{ intersection = \"int-b\", via_group = \"E\" }]";
+    let c = ok(&corridor(nb, "", INFLOW_B));
+    assert_eq!(c.intersection[1].inflow[0].from, "int-a");
+    // the neighbour may repeat the travel time if it agrees
+    ok(&corridor(
+        "neighbours = [{ intersection = \"int-b\", via_group = \"E\", travel_s = 18.0 }]",
+        "",
+        INFLOW_B,
+    ));
+    // an inflow from another gateway's intersection is not checked here
+    ok(&corridor("", "", &INFLOW_B.replace("int-a", "int-z")));
+
+    let text = corridor("", "", INFLOW_B);
+    let e = errors(&text);
+    let line = text
+        .lines()
+        .position(|l| l == "from = \"int-a\"")
+        .map_or(0, |i| i + 1);
+    assert_eq!(
+        e,
+        format!(
+            "config/x.toml:{line}:1: intersection[1].inflow[0].from: intersection `int-b`: intersection `int-a` sends no planned outflow through `E` here; add {{ intersection = \"int-b\", via_group = \"E\" }} to its `neighbours`"
+        )
+    );
+
+    let e = errors(&corridor(nb, "", ""));
+    assert!(
+        e.contains("intersection[0].neighbours[0]: intersection `int-b` has no [[intersection.inflow]] from = \"int-a\", from_group = \"E\": its look-ahead would ignore the planned outflow"),
+        "{e}"
+    );
+
+    let e = errors(&corridor(nb, "", &INFLOW_B.replace("\"E\"", "\"Q\"")));
+    assert!(
+        e.contains("intersection[1].inflow[0].from_group: intersection `int-b`: intersection `int-a` has no signal group `Q`"),
+        "{e}"
+    );
+
+    let e = errors(&corridor(
+        "neighbours = [{ intersection = \"int-b\", via_group = \"E\", travel_s = 25.0 }]",
+        "",
+        INFLOW_B,
+    ));
+    assert!(
+        e.contains("intersection[1].inflow[0].travel_s: intersection `int-b`: travel time 18 s from `int-a` differs from the 25 s in `int-a`'s `neighbours` entry"),
+        "{e}"
     );
 }

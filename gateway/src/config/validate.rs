@@ -347,6 +347,7 @@ impl Config {
                 }
             }
         }
+        self.validate_coordination(r);
         let Some(h) = &self.hazard else { return };
         for (gi, g) in h.groups.iter().enumerate() {
             for (li, l) in g.levels.iter().enumerate() {
@@ -378,6 +379,81 @@ impl Config {
                             }
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Both ends of coordination between two intersections of this config: an inflow from
+    /// one of them names its signal group and has a matching `neighbours` entry there (else
+    /// nothing is ever sent), with the same travel time when both give one; a look-ahead
+    /// neighbour has the inflow (else what is sent is ignored). Ends on other gateways are
+    /// not known here.
+    fn validate_coordination(&self, r: &mut Report) {
+        use crate::signals::config::ControllerKind;
+        let all = &self.intersection;
+        for (b, ib) in all.iter().enumerate() {
+            for (k, inf) in ib.inflow.iter().enumerate() {
+                let p = format!("intersection[{b}].inflow[{k}]");
+                let Some(ia) = all.iter().find(|a| a.id == inf.from && a.id != ib.id) else {
+                    continue;
+                };
+                if !ia.signal_group.iter().any(|g| g.id == inf.from_group) {
+                    r.push(
+                        format!("{p}.from_group"),
+                        format!(
+                            "intersection `{}`: intersection `{}` has no signal group `{}`",
+                            ib.id, ia.id, inf.from_group
+                        ),
+                    );
+                    continue;
+                }
+                match ia
+                    .neighbours
+                    .iter()
+                    .find(|n| n.intersection == ib.id && n.via_group == inf.from_group)
+                {
+                    None => r.push(
+                        format!("{p}.from"),
+                        format!(
+                            "intersection `{}`: intersection `{}` sends no planned outflow through `{}` here; add {{ intersection = \"{}\", via_group = \"{}\" }} to its `neighbours`",
+                            ib.id, ia.id, inf.from_group, ib.id, inf.from_group
+                        ),
+                    ),
+                    Some(n) => {
+                        if let Some(t) = n.travel_s.filter(|t| (t - inf.travel_s).abs() > 1e-9) {
+                            r.push(
+                                format!("{p}.travel_s"),
+                                format!(
+                                    "intersection `{}`: travel time {} s from `{}` differs from the {} s in `{}`'s `neighbours` entry; give one value (or drop it there)",
+                                    ib.id, inf.travel_s, ia.id, t, ia.id
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (a, ia) in all.iter().enumerate() {
+            for (k, n) in ia.neighbours.iter().enumerate() {
+                let Some(ib) = all.iter().find(|b| b.id == n.intersection && b.id != ia.id) else {
+                    continue;
+                };
+                if ib.controller != ControllerKind::LookAhead {
+                    continue;
+                }
+                if !ib
+                    .inflow
+                    .iter()
+                    .any(|i| i.from == ia.id && i.from_group == n.via_group)
+                {
+                    r.push(
+                        format!("intersection[{a}].neighbours[{k}]"),
+                        format!(
+                            "intersection `{}` has no [[intersection.inflow]] from = \"{}\", from_group = \"{}\": its look-ahead would ignore the planned outflow (add the inflow with its signal groups and travel time)",
+                            ib.id, ia.id, n.via_group
+                        ),
+                    );
                 }
             }
         }

@@ -59,9 +59,14 @@ pub struct IntersectionConfig {
     /// Detector fault: no good sample for this long (seconds) is no data.
     #[serde(default = "default_no_data_s")]
     pub no_data_s: f64,
-    /// Neighbouring intersections for coordination (look-ahead).
+    /// Neighbouring intersections for coordination (look-ahead): where our traffic goes, so
+    /// that our planned outflows are sent there.
     #[serde(default)]
     pub neighbours: Vec<NeighbourConfig>,
+    /// `[[intersection.inflow]]`: where neighbours' traffic enters this intersection, so that
+    /// their planned outflows are placed on our signal groups (look-ahead).
+    #[serde(default)]
+    pub inflow: Vec<InflowConfig>,
     /// Pairs of signal groups that must never be green together.
     #[serde(default)]
     pub conflicts: Vec<(String, String)>,
@@ -121,7 +126,8 @@ pub struct ActuationConfig {
     pub mqtt_topic: Option<String>,
 }
 
-/// A neighbouring intersection that traffic reaches through one of our signal groups.
+/// A neighbouring intersection that traffic reaches through one of our signal groups (the
+/// sending side: our planned outflows through `via_group` go to it).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NeighbourConfig {
@@ -129,7 +135,27 @@ pub struct NeighbourConfig {
     pub intersection: String,
     /// Our signal group whose traffic drives towards the neighbour.
     pub via_group: String,
-    /// Travel time to the neighbour's stop line, in seconds.
+    /// Travel time to the neighbour's stop line, in seconds. Optional: the receiver's
+    /// `[[intersection.inflow]]` `travel_s` is the one used; when both intersections are in
+    /// one config and both are given, they must agree.
+    #[serde(default)]
+    pub travel_s: Option<f64>,
+}
+
+/// One `[[intersection.inflow]]` (the receiving side of a `neighbours` entry): the planned
+/// outflow of `from`'s signal group `from_group` reaches our signal groups `groups` (the
+/// approach it arrives on) `travel_s` after leaving `from`'s stop line. `from` may be on this
+/// gateway or on another one (its flows then arrive on the peer topic).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InflowConfig {
+    /// The upstream intersection's id.
+    pub from: String,
+    /// Its signal group whose green sends the flow.
+    pub from_group: String,
+    /// Our signal groups the flow arrives on; it splits over them by their number of lanes.
+    pub groups: Vec<String>,
+    /// Seconds from leaving `from`'s stop line to reaching ours.
     pub travel_s: f64,
 }
 

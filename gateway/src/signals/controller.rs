@@ -74,6 +74,11 @@ pub trait Controller: Send {
     }
     /// A neighbour's planned flow towards us.
     fn on_peer_flow(&mut self, _flow: &PlannedFlow) {}
+    /// Vehicles that neighbours' planned outflows (taken by `on_peer_flow`) announce at our
+    /// stop lines from `now` on; default none.
+    fn expected_from_peers(&self, _now: f64) -> f64 {
+        0.0
+    }
     /// A change of the controller's own plan since the last call (e.g. new Webster cycle and
     /// splits), as a message for a `plan_change` event; default none.
     fn take_plan_change(&mut self) -> Option<String> {

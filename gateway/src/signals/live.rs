@@ -36,6 +36,10 @@ pub struct Signals {
     overrides: Vec<Option<(String, f64)>>,
     jobs: Option<mpsc::Sender<Job>>,
     results: mpsc::Receiver<(usize, Result<(), String>)>,
+    /// Other gateways' planned outflows received since the last tick, by sending
+    /// intersection: a newer message replaces an older one (it is a newer plan), so that a
+    /// tick takes at most one plan per neighbour even when two messages arrive between ticks.
+    peer_flows: Vec<(String, Vec<PlannedFlow>)>,
 }
 
 impl std::fmt::Debug for Signals {
@@ -93,19 +97,37 @@ impl Signals {
             runtimes,
             jobs,
             results,
+            peer_flows: Vec::new(),
         })
     }
 
-    /// Whether any intersection coordinates with neighbours (look-ahead with `neighbours`),
-    /// so that peer messages are worth listening to.
+    /// Whether any intersection coordinates with neighbours (look-ahead with `neighbours`
+    /// or `inflow`), so that peer messages are worth listening to.
     pub fn coordinates(&self) -> bool {
         self.runtimes.iter().any(|r| {
-            r.model().controller == ControllerKind::LookAhead && !r.model().neighbours.is_empty()
+            let m = r.model();
+            m.controller == ControllerKind::LookAhead
+                && !(m.neighbours.is_empty() && m.inflows.is_empty())
         })
     }
 
-    /// Planned outflows from neighbouring gateways' intersections.
+    /// Planned outflows from neighbouring gateways' intersections (one peer message), for
+    /// the next tick.
     pub fn on_peer_flows(&mut self, flows: &[PlannedFlow]) {
+        let mut from: Vec<&str> = flows.iter().map(|f| f.from.as_str()).collect();
+        from.sort_unstable();
+        from.dedup();
+        for id in from {
+            let these: Vec<PlannedFlow> = flows.iter().filter(|f| f.from == id).cloned().collect();
+            match self.peer_flows.iter_mut().find(|(f, _)| f == id) {
+                Some((_, slot)) => *slot = these,
+                None => self.peer_flows.push((id.to_string(), these)),
+            }
+        }
+    }
+
+    /// Hands planned flows to the intersections they are for.
+    fn deliver(&mut self, flows: &[PlannedFlow]) {
         for f in flows {
             for rt in self.runtimes.iter_mut().filter(|r| r.model().id == f.to) {
                 rt.on_peer_flow(f);
@@ -185,6 +207,9 @@ impl Signals {
                 }
             }
         }
+        for (_, flows) in std::mem::take(&mut self.peer_flows) {
+            self.deliver(&flows);
+        }
         for (i, rt) in self.runtimes.iter_mut().enumerate() {
             let out = rt.tick(now);
             if out.stage_changed {
@@ -248,7 +273,7 @@ impl Signals {
         let (local, remote): (Vec<PlannedFlow>, Vec<PlannedFlow>) = flows
             .into_iter()
             .partition(|f| self.runtimes.iter().any(|r| r.model().id == f.to));
-        self.on_peer_flows(&local);
+        self.deliver(&local);
         if !remote.is_empty() {
             publish.push(LocalPublish {
                 topic: super::peers::topic_of(&self.gateway),
@@ -322,6 +347,57 @@ mod tests {
 
     fn plan_of(s: &Signals) -> Option<String> {
         s.runtimes[0].plan().map(str::to_string)
+    }
+
+    /// `int-b` (look-ahead) takes the east group's flow of `int-a` on another gateway on its
+    /// west group, 20 s after it leaves.
+    fn receiver() -> Signals {
+        let text = CROSSROADS
+            .replace("controller = \"actuated\"", "controller = \"look_ahead\"")
+            .replace("id = \"int-1\"", "id = \"int-b\"")
+            + "\n[[inflow]]\nfrom = \"int-a\"\nfrom_group = \"E\"\ngroups = [\"W\"]\ntravel_s = 20.0\n";
+        match Signals::start("gw-b", &[parse(&text)], None) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn flow(group: &str, vehicles: f64, leaves_at: f64) -> PlannedFlow {
+        PlannedFlow {
+            from: "int-a".into(),
+            to: "int-b".into(),
+            group: group.into(),
+            vehicles,
+            leaves_at,
+            until: leaves_at + 10.0,
+        }
+    }
+
+    /// A peer message's flows reach the configured inflow at the next tick; of two messages
+    /// between two ticks only the newer counts (it is the newer plan, not more vehicles); a
+    /// flow through a group with no inflow here is ignored.
+    #[test]
+    fn peer_flows_reach_the_configured_inflow_once_per_tick() {
+        let mut s = receiver();
+        assert!(s.coordinates(), "a receiver listens to peer messages");
+        let expected = |s: &Signals, now: f64| s.status(now)[0].expected_from_peers;
+        s.tick(100.0);
+        s.on_peer_flows(&[flow("E", 6.0, 105.0), flow("N", 9.0, 105.0)]);
+        assert_eq!(expected(&s, 100.5), 0.0, "taken at the next tick");
+        s.tick(101.0);
+        assert_eq!(expected(&s, 101.0), 6.0);
+        // halfway through the arrivals (125..135 s), half is still to come
+        assert_eq!(expected(&s, 130.0), 3.0);
+        s.on_peer_flows(&[flow("E", 5.0, 106.0)]);
+        s.on_peer_flows(&[flow("E", 7.0, 106.0), flow("E", 1.0, 120.0)]);
+        s.tick(102.0);
+        assert_eq!(
+            expected(&s, 102.0),
+            8.0,
+            "the newer message replaces the older"
+        );
+        s.tick(103.0);
+        assert_eq!(expected(&s, 103.0), 8.0, "kept until a newer plan arrives");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Intersection {
     pub detectors: Vec<Detector>,
     pub params: ControllerParams,
     pub neighbours: Vec<Neighbour>,
+    /// Where neighbours' planned outflows enter it (`[[intersection.inflow]]`).
+    pub inflows: Vec<Inflow>,
     /// The configured controller.
     pub controller: ControllerKind,
     /// Where stage commands go.
@@ -146,6 +148,24 @@ pub struct ControllerParams {
 pub struct Neighbour {
     pub intersection: String,
     pub via_group: usize,
+    /// Informational (the receiver's inflow has the travel time used).
+    pub travel_s: Option<f64>,
+}
+
+/// Longest travel time of an inflow (s): the look-ahead's longest planning horizon; a flow
+/// arriving later is never planned for.
+pub const MAX_INFLOW_TRAVEL_S: f64 = super::lookahead::core::MAX_HORIZON_S;
+
+/// Where a neighbour's outflow enters this intersection (`[[intersection.inflow]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inflow {
+    /// The neighbour (intersection id) and the signal group its vehicles leave through.
+    pub from: String,
+    pub from_group: String,
+    /// Our signal groups they reach (by index), and how the flow splits over them (weights:
+    /// the groups' numbers of lanes, at least one).
+    pub groups: Vec<(usize, f64)>,
+    /// Seconds from leaving the neighbour's stop line to reaching ours.
     pub travel_s: f64,
 }
 
@@ -565,7 +585,9 @@ impl Intersection {
                     "an intersection is not its own neighbour",
                 );
             }
-            e.non_negative(format!("{p}.travel_s"), nb.travel_s);
+            if let Some(t) = nb.travel_s {
+                e.non_negative(format!("{p}.travel_s"), t);
+            }
             if let Some(g) = group(&mut e, format!("{p}.via_group"), &nb.via_group) {
                 neighbours.push(Neighbour {
                     intersection: nb.intersection.clone(),
@@ -573,6 +595,80 @@ impl Intersection {
                     travel_s: nb.travel_s,
                 });
             }
+        }
+
+        // inflows
+        let mut inflows = Vec::new();
+        for (i, inf) in cfg.inflow.iter().enumerate() {
+            let p = format!("{at}.inflow[{i}]");
+            let id = &cfg.id;
+            e.name(format!("{p}.from"), &inf.from);
+            if inf.from == cfg.id {
+                e.push(
+                    format!("{p}.from"),
+                    format!("intersection `{id}`: an inflow comes from another intersection, not from `{id}` itself"),
+                );
+            }
+            e.name(format!("{p}.from_group"), &inf.from_group);
+            if let Some(k) = cfg.inflow[..i]
+                .iter()
+                .position(|o| o.from == inf.from && o.from_group == inf.from_group)
+            {
+                e.push(
+                    format!("{p}.from_group"),
+                    format!(
+                        "intersection `{id}`: the inflow from `{}` signal group `{}` is given twice (also inflow[{k}])",
+                        inf.from, inf.from_group
+                    ),
+                );
+            }
+            if !(inf.travel_s.is_finite()
+                && inf.travel_s > 0.0
+                && inf.travel_s <= MAX_INFLOW_TRAVEL_S)
+            {
+                e.push(
+                    format!("{p}.travel_s"),
+                    format!(
+                        "intersection `{id}`: travel time from `{}` must be > 0 and at most {MAX_INFLOW_TRAVEL_S} s (the look-ahead's longest horizon), got {}",
+                        inf.from, inf.travel_s
+                    ),
+                );
+            }
+            if inf.groups.is_empty() {
+                e.push(
+                    format!("{p}.groups"),
+                    format!("intersection `{id}`: name at least one signal group the flow from `{}` arrives on", inf.from),
+                );
+            }
+            let mut members: Vec<(usize, f64)> = Vec::new();
+            for name in &inf.groups {
+                let Some(&g) = gi.get(name.as_str()) else {
+                    e.push(
+                        format!("{p}.groups"),
+                        format!("intersection `{id}` has no signal group `{name}`"),
+                    );
+                    continue;
+                };
+                if members.iter().any(|&(m, _)| m == g) {
+                    e.push(
+                        format!("{p}.groups"),
+                        format!("intersection `{id}`: signal group `{name}` is listed twice"),
+                    );
+                } else if groups[g].kind != GroupKind::Vehicle {
+                    e.push(
+                        format!("{p}.groups"),
+                        format!("intersection `{id}`: signal group `{name}` is a pedestrian group; vehicles arrive on vehicle groups"),
+                    );
+                } else {
+                    members.push((g, groups[g].lanes.len().max(1) as f64));
+                }
+            }
+            inflows.push(Inflow {
+                from: inf.from.clone(),
+                from_group: inf.from_group.clone(),
+                groups: members,
+                travel_s: inf.travel_s,
+            });
         }
 
         // plans
@@ -634,6 +730,7 @@ impl Intersection {
             detectors,
             params,
             neighbours,
+            inflows,
             controller: cfg.controller,
             actuation,
             plans,
@@ -917,6 +1014,60 @@ mod tests {
             p.iter().any(|m| m.contains("`N` and `S` do not conflict")),
             "{p:?}"
         );
+    }
+
+    /// `[[intersection.inflow]]`: the split over our groups is by their lanes; every problem
+    /// names the intersection and the key.
+    #[test]
+    fn inflows_are_checked_naming_intersection_and_key() {
+        let inflow = |from: &str, from_group: &str, groups: &str, travel: &str| {
+            format!("\n[[inflow]]\nfrom = \"{from}\"\nfrom_group = \"{from_group}\"\ngroups = {groups}\ntravel_s = {travel}\n")
+        };
+        let good = format!(
+            "{}{}",
+            CROSSROADS.replace("lanes = [\"w_in_0\"]", "lanes = [\"w_in_0\", \"w_in_1\"]"),
+            inflow("int-0", "E", "[\"W\", \"S\"]", "18.0")
+        );
+        let m = match Intersection::from_config(&parse(&good)) {
+            Ok(m) => m,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(
+            m.inflows,
+            [Inflow {
+                from: "int-0".into(),
+                from_group: "E".into(),
+                groups: vec![(3, 2.0), (2, 1.0)],
+                travel_s: 18.0,
+            }]
+        );
+
+        let bad = [
+            inflow("int-0", "E", "[\"W\", \"X\"]", "18.0"),
+            inflow("int-0", "E", "[\"N\"]", "12.0"),
+            inflow("int-9", "E", "[\"N\"]", "0.0"),
+            inflow("int-8", "E", "[\"N\"]", "900.0"),
+            inflow("int-1", "E", "[\"N\"]", "10.0"),
+            inflow("int-7", "E", "[]", "10.0"),
+            inflow("int-6", "E", "[\"N\", \"N\"]", "10.0"),
+        ]
+        .concat();
+        let p = problems(&format!("{CROSSROADS}{bad}"));
+        let has = |s: &str| p.iter().any(|m| m == s);
+        assert!(
+            has("intersection.inflow[0].groups: intersection `int-1` has no signal group `X`"),
+            "{p:?}"
+        );
+        assert!(has("intersection.inflow[1].from_group: intersection `int-1`: the inflow from `int-0` signal group `E` is given twice (also inflow[0])"), "{p:?}");
+        assert!(has("intersection.inflow[2].travel_s: intersection `int-1`: travel time from `int-9` must be > 0 and at most 180 s (the look-ahead's longest horizon), got 0"), "{p:?}");
+        assert!(has("intersection.inflow[3].travel_s: intersection `int-1`: travel time from `int-8` must be > 0 and at most 180 s (the look-ahead's longest horizon), got 900"), "{p:?}");
+        assert!(has("intersection.inflow[4].from: intersection `int-1`: an inflow comes from another intersection, not from `int-1` itself"), "{p:?}");
+        assert!(has("intersection.inflow[5].groups: intersection `int-1`: name at least one signal group the flow from `int-7` arrives on"), "{p:?}");
+        assert!(
+            has("intersection.inflow[6].groups: intersection `int-1`: signal group `N` is listed twice"),
+            "{p:?}"
+        );
+        assert_eq!(p.len(), 7, "{p:?}");
     }
 
     /// The same problems through the config loader: located by file line and key path.

@@ -80,7 +80,7 @@ impl StageCommand {
 }
 
 /// What an operator sees of one intersection (`status.json`, `citygate status`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct IntersectionStatus {
     pub id: String,
     /// Stage green (or being moved to).
@@ -101,6 +101,10 @@ pub struct IntersectionStatus {
     /// The field controller's mode and stage as last read (empty when not known).
     pub field_mode: String,
     pub field_stage: String,
+    /// Vehicles that neighbours' planned outflows announce at its stop lines from now on
+    /// (look-ahead with `[[intersection.inflow]]`), to a tenth of a vehicle.
+    #[serde(default)]
+    pub expected_from_peers: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,6 +357,10 @@ impl IntersectionRuntime {
     /// A neighbour's planned outflow towards this intersection.
     pub fn on_peer_flow(&mut self, flow: &PlannedFlow) {
         self.controller.on_peer_flow(flow);
+        // the configured controller, parked while a named plan runs, keeps its picture
+        if let Some(p) = self.parked.as_mut() {
+            p.on_peer_flow(flow);
+        }
     }
 
     /// A detector sample delivered directly (e.g. by SUMO), not through readings.
@@ -691,6 +699,10 @@ impl IntersectionRuntime {
                     .stages
                     .get(usize::from(s) - 1)
                     .map_or(format!("{s}"), |x| x.id.clone()),
+            },
+            expected_from_peers: {
+                let c = self.parked.as_ref().unwrap_or(&self.controller);
+                (c.expected_from_peers(now) * 10.0).round() / 10.0
             },
         }
     }

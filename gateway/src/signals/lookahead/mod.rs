@@ -11,10 +11,11 @@
 //!
 //! Neighbours exchange planned outflows: [`LookAhead::outflow`] gives, for every configured
 //! neighbour, the vehicles the plan releases through its `via_group` and when; a receiver
-//! places a neighbour's flow on its own groups through [`LookAhead::add_inflow`] (which of its
-//! groups the neighbour's traffic enters, and the travel time), set by whoever knows the
-//! road network (the SUMO run from the net). [`peer`] is the wire form of a planned flow on
-//! the peer topic `citygate/v1/<gw>/peer/outflow`.
+//! places a neighbour's flow on its own groups by its [`Inflow`]s (which of its groups the
+//! neighbour's traffic enters, and the travel time): the intersection's
+//! `[[intersection.inflow]]` config, live and under SUMO alike (`citygate sumo import` writes
+//! them from the net), or [`LookAhead::add_inflow`]. [`peer`] is the wire form of a planned
+//! flow on the peer topic `citygate/v1/<gw>/peer/outflow`.
 //!
 //! Parameters come from the intersection config (min / max green, intergreens, saturation
 //! flow, detector distances, `gap_s` as the cluster gap) and from measurement (flows, turning
@@ -34,17 +35,7 @@ use super::model::{DetectorKind, GroupKind, Intersection};
 /// Approach speed when the lanes' speed is not known: 50 km/h, the usual urban limit (m/s).
 pub const DEFAULT_APPROACH_SPEED_MPS: f64 = 13.89;
 
-/// Where a neighbour's outflow enters this intersection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inflow {
-    /// The neighbour (intersection id) and the signal group its vehicles leave through.
-    pub from: String,
-    pub from_group: String,
-    /// Our signal groups they reach (by index), and how the flow splits over them.
-    pub groups: Vec<(usize, f64)>,
-    /// Seconds from leaving the neighbour's stop line to reaching ours.
-    pub travel_s: f64,
-}
+pub use super::model::Inflow;
 
 pub struct LookAhead {
     id: String,
@@ -52,6 +43,11 @@ pub struct LookAhead {
     /// Per neighbour: (its id, our group index, our group id).
     neighbours: Vec<(String, usize, String)>,
     inflows: Vec<Inflow>,
+    /// Per inflow, the latest batch of announced arrivals at our stop line: (received in
+    /// tick, first arrival, last arrival, vehicles); for status only.
+    announced: Vec<(usize, f64, f64, f64, f64)>,
+    /// When `decide` was last called (the estimator's tick).
+    decided_at: Option<f64>,
     faulty: Vec<bool>,
 }
 
@@ -140,12 +136,15 @@ impl LookAhead {
                     Some((n.intersection.clone(), n.via_group, g.id.clone()))
                 })
                 .collect(),
-            inflows: Vec::new(),
+            inflows: model.inflows.clone(),
+            announced: Vec::new(),
+            decided_at: None,
             faulty: vec![false; model.detectors.len()],
         }
     }
 
-    /// Places `inflow`'s planned flows on our groups from now on.
+    /// Places `inflow`'s planned flows on our groups from now on (in addition to, or instead
+    /// of, the model's configured inflow from the same neighbour and group).
     pub fn add_inflow(&mut self, inflow: Inflow) {
         self.inflows
             .retain(|i| !(i.from == inflow.from && i.from_group == inflow.from_group));
@@ -173,6 +172,7 @@ impl Controller for LookAhead {
     fn decide(&mut self, view: &View<'_>, now: f64) -> Decision {
         self.faulty.clear();
         self.faulty.extend_from_slice(view.faulty_detectors);
+        self.decided_at = Some(now);
         match self
             .core
             .decide(view.stage, view.in_transition, view.green_for_s, now)
@@ -222,6 +222,16 @@ impl Controller for LookAhead {
         if total <= 0.0 {
             return;
         }
+        let received = self.decided_at.unwrap_or(f64::NEG_INFINITY);
+        self.announced
+            .retain(|a| !(a.0 == source && a.1 < received));
+        self.announced.push((
+            source,
+            received,
+            flow.leaves_at + i.travel_s,
+            flow.until + i.travel_s,
+            flow.vehicles,
+        ));
         let covers_from = self.core.last_tick().unwrap_or(flow.leaves_at) + i.travel_s;
         for (g, w) in weights {
             self.core.estimator_mut().on_peer(
@@ -237,6 +247,21 @@ impl Controller for LookAhead {
 
     fn explain(&self) -> String {
         self.core.explain().to_string()
+    }
+
+    fn expected_from_peers(&self, now: f64) -> f64 {
+        self.announced
+            .iter()
+            .map(|&(_, _, from, until, vehicles)| {
+                if until <= now {
+                    0.0
+                } else if from >= now || until <= from {
+                    vehicles
+                } else {
+                    vehicles * (until - now) / (until - from)
+                }
+            })
+            .sum()
     }
 }
 

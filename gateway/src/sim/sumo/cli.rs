@@ -122,13 +122,10 @@ pub fn controller(
         .unwrap_or(site.model.controller);
     let mut model = site.model.clone();
     model.controller = kind;
+    // the look-ahead takes its inflows from the config (`[[intersection.inflow]]`), as live
     let c: Box<dyn crate::signals::Controller> = match kind {
         ControllerKind::LookAhead => {
-            let mut la = LookAhead::with_speed(&model, site.approach_speed_mps);
-            for i in &site.inflows {
-                la.add_inflow(i.clone());
-            }
-            Box::new(la)
+            Box::new(LookAhead::with_speed(&model, site.approach_speed_mps))
         }
         _ => controller_for(&model),
     };

@@ -1,5 +1,5 @@
 //! `citygate sumo import`: a SUMO net's traffic lights as the gateway's `[[intersection]]`
-//! config (signal groups, stages, conflicts, intergreens, detectors, neighbours), and the
+//! config (signal groups, stages, conflicts, intergreens, detectors, neighbours and inflows), and the
 //! SUMO additional file that places the detectors. The in-memory [`IntersectionPlan`] also
 //! keeps what only SUMO needs (link indices, the net's own program) for the tests; the run
 //! gets those back from the net itself (see `binding`).
@@ -15,8 +15,10 @@
 //! - detectors on every incoming lane: stop-bar 5 m before the stop line, advance 10 s of travel
 //!   at the lane's speed (at least 60 m) upstream, on the feeding lanes when the lane is shorter
 //!   (never past another traffic light);
-//! - neighbours: for each group, the traffic light its outgoing edges lead to (through
-//!   junctions without traffic lights), with the travel time at the lanes' speed.
+//! - coordination ([`coordination`]): for each group, the traffic light its outgoing edges lead
+//!   to (through junctions without traffic lights) as a `neighbours` entry, and there an
+//!   `[[intersection.inflow]]` with the groups of the edge it arrives on and the travel time at
+//!   the lanes' speed. `citygate sumo` and the live gateway both take them from the config.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -555,6 +557,85 @@ fn list(items: &[String]) -> String {
     format!("[{}]", v.join(", "))
 }
 
+/// Coordination between two imported intersections: `from`'s signal group `from_group`
+/// sends its traffic to `to`, where it arrives on `groups` (those with lanes on the edge it
+/// comes in on) `travel_s` later. Written as `from`'s `neighbours` entry and `to`'s
+/// `[[intersection.inflow]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub from: String,
+    pub from_group: String,
+    pub to: String,
+    pub groups: Vec<String>,
+    pub travel_s: f64,
+}
+
+/// Every [`Link`] between `plans`: for each signal group, the traffic lights its outgoing
+/// lanes lead to (through junctions without lights, [`downstream`]), with the travel time at
+/// the lanes' speed limits. One link per (group, neighbour): a group reaching a neighbour on
+/// two edges arrives on both edges' groups, after the shorter travel time. Links that no
+/// look-ahead could use (no vehicle group on the arrival edge, a travel time beyond the
+/// longest horizon) are left out.
+pub fn coordination(net: &Net, plans: &[IntersectionPlan]) -> Vec<Link> {
+    use crate::signals::model::MAX_INFLOW_TRAVEL_S;
+    let mut out: Vec<Link> = Vec::new();
+    for p in plans {
+        let Ok(topo) = net.tls_topology(&p.id) else {
+            continue;
+        };
+        for g in &p.signal_group {
+            let to_lanes: Vec<String> = topo
+                .links
+                .iter()
+                .filter(|l| g.links.contains(&l.index))
+                .map(|l| l.to_lane.clone())
+                .collect();
+            for d in downstream(net, &to_lanes) {
+                let Some(b) = plans.iter().find(|o| o.id == d.tls && o.id != p.id) else {
+                    continue;
+                };
+                if !(d.travel_s > 0.0 && d.travel_s <= MAX_INFLOW_TRAVEL_S) {
+                    continue;
+                }
+                let groups: Vec<String> = b
+                    .signal_group
+                    .iter()
+                    .filter(|h| {
+                        h.lanes
+                            .iter()
+                            .any(|l| l.rsplit_once('_').is_some_and(|(e, _)| e == d.edge))
+                    })
+                    .map(|h| h.id.clone())
+                    .collect();
+                if groups.is_empty() {
+                    continue;
+                }
+                match out
+                    .iter_mut()
+                    .find(|l| l.from == p.id && l.from_group == g.id && l.to == b.id)
+                {
+                    Some(l) => {
+                        for h in groups {
+                            if !l.groups.contains(&h) {
+                                l.groups.push(h);
+                            }
+                        }
+                        l.travel_s = l.travel_s.min(d.travel_s);
+                    }
+                    None => out.push(Link {
+                        from: p.id.clone(),
+                        from_group: g.id.clone(),
+                        to: b.id.clone(),
+                        groups,
+                        travel_s: d.travel_s,
+                    }),
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The gateway config for `plans`: `[gateway]` and one `[[intersection]]` per traffic light,
 /// with `controller` and each detector's `source` (sensor = the SUMO detector id, quantities
 /// `count`, `occupancy` and `occupied` per second, as `citygate sumo` gives them).
@@ -564,6 +645,7 @@ pub fn gateway_toml(
     gateway_id: &str,
     controller: &str,
 ) -> String {
+    let links = coordination(net, plans);
     let mut s = String::new();
     s.push_str(&format!(
         "# Written by `citygate sumo import` from {}.\n\
@@ -582,30 +664,17 @@ pub fn gateway_toml(
             q(&p.id),
             q(controller)
         ));
-        let topo = net.tls_topology(&p.id).ok();
-        let mut neighbours = Vec::new();
-        for g in &p.signal_group {
-            let to_lanes: Vec<String> = topo
-                .as_ref()
-                .map(|t| {
-                    t.links
-                        .iter()
-                        .filter(|l| g.links.contains(&l.index))
-                        .map(|l| l.to_lane.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            for d in downstream(net, &to_lanes) {
-                if d.tls != p.id && plans.iter().any(|o| o.id == d.tls) {
-                    neighbours.push(format!(
-                        "  {{ intersection = {}, via_group = {}, travel_s = {} }},",
-                        q(&d.tls),
-                        q(&g.id),
-                        d.travel_s
-                    ));
-                }
-            }
-        }
+        let neighbours: Vec<String> = links
+            .iter()
+            .filter(|l| l.from == p.id)
+            .map(|l| {
+                format!(
+                    "  {{ intersection = {}, via_group = {} }},",
+                    q(&l.to),
+                    q(&l.from_group)
+                )
+            })
+            .collect();
         if !neighbours.is_empty() {
             s.push_str(&format!("neighbours = [\n{}\n]\n", neighbours.join("\n")));
         }
@@ -646,6 +715,15 @@ pub fn gateway_toml(
                 q(&i.from),
                 q(&i.to),
                 i.seconds
+            ));
+        }
+        for l in links.iter().filter(|l| l.to == p.id) {
+            s.push_str(&format!(
+                "\n[[intersection.inflow]]\nfrom = {}\nfrom_group = {}\ngroups = {}\ntravel_s = {:?}\n",
+                q(&l.from),
+                q(&l.from_group),
+                list(&l.groups),
+                l.travel_s
             ));
         }
         for d in &p.detector {

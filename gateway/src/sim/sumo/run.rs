@@ -16,13 +16,12 @@ use citygate_protocols::{Quality, Reading, Unit};
 use quick_xml::events::Event;
 
 use super::binding::{BindingError, SumoBinding};
-use super::import::{downstream, PlanError};
+use super::import::PlanError;
 use super::net::{Net, NetError};
 use super::traci::{
     Client, TraciError, Value, CMD_GET_INDUCTIONLOOP_VARIABLE, LAST_STEP_OCCUPANCY,
     LAST_STEP_VEHICLE_ID_LIST,
 };
-use crate::signals::lookahead::Inflow;
 use crate::signals::{Intersection, PlannedFlow};
 
 /// What drives one intersection in the loop: detector readings in, signal-group states out,
@@ -55,8 +54,6 @@ pub struct Site<'a> {
     pub model: &'a Intersection,
     pub binding: &'a SumoBinding,
     pub net: &'a Net,
-    /// Where neighbours' outflows enter it (from the net).
-    pub inflows: Vec<Inflow>,
     /// Mean speed limit of its incoming lanes (m/s).
     pub approach_speed_mps: f64,
 }
@@ -251,59 +248,6 @@ pub fn load_models(config: &Path) -> Result<Vec<Intersection>, SumoError> {
         .collect()
 }
 
-/// Where each intersection's neighbours' outflows enter it: for every configured neighbour
-/// link `A --via_group--> B`, the groups of `B` on the edge A's traffic arrives on (by their
-/// lane counts; the look-ahead refines the split by measured shares).
-pub fn inflows(net: &Net, models: &[Intersection], bindings: &[SumoBinding]) -> Vec<Vec<Inflow>> {
-    let mut out = vec![Vec::new(); models.len()];
-    for (a, ma) in models.iter().enumerate() {
-        let Ok(topo) = net.tls_topology(&bindings[a].tls) else {
-            continue;
-        };
-        for nb in &ma.neighbours {
-            let Some(b) = models.iter().position(|m| m.id == nb.intersection) else {
-                continue;
-            };
-            let Some(g) = ma.groups.get(nb.via_group) else {
-                continue;
-            };
-            let to_lanes: Vec<String> = bindings[a]
-                .links(&g.id)
-                .iter()
-                .filter_map(|&l| topo.links.get(l).map(|x| x.to_lane.clone()))
-                .collect();
-            for d in downstream(net, &to_lanes) {
-                if d.tls != bindings[b].tls {
-                    continue;
-                }
-                let groups: Vec<(usize, f64)> = models[b]
-                    .groups
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| {
-                        let lanes = h
-                            .lanes
-                            .iter()
-                            .filter(|l| l.rsplit_once('_').is_some_and(|(e, _)| e == d.edge))
-                            .count();
-                        (i, lanes as f64)
-                    })
-                    .filter(|(_, w)| *w > 0.0)
-                    .collect();
-                if !groups.is_empty() {
-                    out[b].push(Inflow {
-                        from: ma.id.clone(),
-                        from_group: g.id.clone(),
-                        groups,
-                        travel_s: nb.travel_s,
-                    });
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Runs SUMO under `opts`, with one controller per intersection from `make`, writing
 /// progress lines to `out`.
 pub fn run(
@@ -338,7 +282,6 @@ pub fn run(
         }
         bindings.push(SumoBinding::new(m, &net.tls_topology(&m.id)?)?);
     }
-    let mut inflows = inflows(&net, &models, &bindings);
     let mut driven = Vec::new();
     for (i, m) in models.iter().enumerate() {
         let speeds: Vec<f64> = m
@@ -356,7 +299,6 @@ pub fn run(
             model: m,
             binding: &bindings[i],
             net: &net,
-            inflows: std::mem::take(&mut inflows[i]),
             approach_speed_mps: speed,
         };
         driven.push(Driven {
