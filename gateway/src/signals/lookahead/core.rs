@@ -42,6 +42,10 @@ pub struct Layout {
     pub speed_mps: f64,
     /// A cluster of arrivals ends at a gap this long (s).
     pub cluster_gap_s: f64,
+    /// `[stage][group]`: the groups of the stage that group gives way to there.
+    pub opposed_by: Vec<Vec<Vec<usize>>>,
+    /// Per group: its lanes.
+    pub lanes: Vec<f64>,
 }
 
 impl Layout {
@@ -254,6 +258,8 @@ impl Core {
             red_for: &red_for,
             wait_scale_s: l.min_cycle_s(),
             cluster_gap_s: l.cluster_gap_s,
+            opposed_by: &l.opposed_by,
+            sneakers: &l.lanes,
         }
         .solve();
         let choice = match plan.next {

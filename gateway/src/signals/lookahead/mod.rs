@@ -115,7 +115,52 @@ pub fn layout(model: &Intersection, speed_mps: f64) -> Layout {
         detectors,
         speed_mps,
         cluster_gap_s: model.params.gap_s,
+        opposed_by: opposed_by(model),
+        lanes: model
+            .groups
+            .iter()
+            .map(|g| g.lanes.len().max(1) as f64)
+            .collect(),
     }
+}
+
+/// `[stage][group]`: whom each group gives way to in each stage. A turning group (left or
+/// u-turn movements, no through) green in a stage with another approach's through group
+/// gives way to it: they are not configured as conflicting, so the turn is permissive.
+pub fn opposed_by(model: &Intersection) -> Vec<Vec<Vec<usize>>> {
+    let has = |g: usize, m: &str| {
+        model
+            .groups
+            .get(g)
+            .is_some_and(|x| x.movements.iter().any(|v| v == m))
+    };
+    let turning = |g: usize| (has(g, "left") || has(g, "u_turn")) && !has(g, "through");
+    model
+        .stages
+        .iter()
+        .map(|st| {
+            (0..model.groups.len())
+                .map(|g| {
+                    if !st.groups.contains(&g)
+                        || !turning(g)
+                        || model.groups[g].kind != GroupKind::Vehicle
+                    {
+                        return Vec::new();
+                    }
+                    st.groups
+                        .iter()
+                        .copied()
+                        .filter(|&h| {
+                            h != g
+                                && has(h, "through")
+                                && model.groups[h].kind == GroupKind::Vehicle
+                                && model.groups[h].approach != model.groups[g].approach
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 impl LookAhead {
@@ -446,5 +491,32 @@ mod tests {
         let expected: f64 = arrivals[35..].iter().sum();
         assert!((expected - first.vehicles).abs() < 0.5, "{arrivals:?}");
         assert!(arrivals[10..35].iter().sum::<f64>() < 1e-9, "{arrivals:?}");
+    }
+
+    #[test]
+    fn a_left_turn_green_with_the_opposing_through_gives_way_to_it() {
+        let text = CROSSROADS
+            .replace("controller = \"actuated\"", "controller = \"look_ahead\"")
+            .replacen(
+                "approach = \"west\"\nmovements = [\"through\", \"right\"]",
+                "approach = \"west\"\nmovements = [\"left\"]",
+                1,
+            );
+        let m = match Intersection::from_config(&parse(&text)) {
+            Ok(m) => m,
+            Err(e) => panic!("{e:?}"),
+        };
+        let id = |g: &str| m.groups.iter().position(|x| x.id == g).unwrap();
+        let o = opposed_by(&m);
+        let ew = m.stages.iter().position(|s| s.id == "EW").unwrap();
+        let ns = m.stages.iter().position(|s| s.id == "NS").unwrap();
+        assert_eq!(o[ew][id("W")], vec![id("E")]);
+        assert!(o[ew][id("E")].is_empty());
+        assert!(o[ns].iter().all(Vec::is_empty), "{o:?}");
+        // the through crossroads: nobody gives way
+        assert!(opposed_by(&crossroads_with("look_ahead"))
+            .iter()
+            .flatten()
+            .all(Vec::is_empty));
     }
 }
