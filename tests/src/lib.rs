@@ -396,6 +396,18 @@ impl GatewayProcess {
         }
     }
 
+    /// Starts the gateway and waits until its local broker listens on `port`; fails the test
+    /// with the gateway's log if it does not.
+    pub fn start_listening(bin: &Path, config: &Path, log: &Path, port: u16) -> GatewayProcess {
+        let gw = GatewayProcess::start(bin, config, log);
+        assert!(
+            wait_for_port(port, Duration::from_secs(20)),
+            "{}",
+            gw.log_text()
+        );
+        gw
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

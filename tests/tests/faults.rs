@@ -311,12 +311,7 @@ async fn the_gateway_killed_with_sigkill_under_load_and_restarted_loses_nothing_
     std::fs::write(&cfg_path, fault_config(id, local, &mosq.url(), &data, "")).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
 
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw1.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
     let load = Load::start(local, "field-fg").await;
     assert!(
         eventually(Duration::from_secs(30), || collector.count() >= 2000).await,
@@ -331,12 +326,7 @@ async fn the_gateway_killed_with_sigkill_under_load_and_restarted_loses_nothing_
         let p: Vec<u64> = ob.all().unwrap().iter().map(|s| s.key.seq).collect();
         (p, ob.next_seq())
     };
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw2.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
     let target = next_seq + 2000;
     assert!(
         eventually(Duration::from_secs(30), || collector.count() as u64
@@ -599,12 +589,7 @@ async fn a_garbled_outbox_at_start_is_kept_aside_reported_and_replaced() {
     let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
 
     // A first run stores records while the uplink is down.
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw1.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
     let load = Load::start(local, "field-fc").await;
     assert!(
         eventually(Duration::from_secs(20), || StatusFile::read(&data)
@@ -619,12 +604,7 @@ async fn a_garbled_outbox_at_start_is_kept_aside_reported_and_replaced() {
     assert!(files > 0);
 
     mosq.restart();
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw2.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
     // Reported on the uplink as an event naming where the damaged store went.
     assert!(
         eventually(Duration::from_secs(20), || collector

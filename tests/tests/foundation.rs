@@ -213,12 +213,7 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
     std::fs::write(&cfg_path, gateway_config(id, local, &mosq.url(), &data, 1)).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
 
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw1.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
     let publisher = Publisher::connect(local, &format!("field-{id}")).await;
     // Windows of 1 s; 20 readings a window per sensor; the stop comes after 60 windows.
     let mut i = 0u64;
@@ -258,12 +253,7 @@ async fn restart_mid_stream(id: &str, kill: bool) -> (Received, Vec<u64>, u64, M
         (p, ob.next_seq())
     };
 
-    let gw = GatewayProcess::start(bin, &cfg_path, &dir.path().join("gw2.log"));
-    assert!(
-        wait_for_port(local, Duration::from_secs(20)),
-        "{}",
-        gw.log_text()
-    );
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
     let publisher = Publisher::connect(local, &format!("field-{id}-2")).await;
     // The new process subscribes a moment after its broker listens; publish until records
     // made after the restart arrive.

@@ -651,6 +651,50 @@ fn check_accepts_the_demo_config() {
     );
 }
 
+/// The part of config/README.md under `## {heading}`, from the line break before its heading
+/// line up to the next `## ` heading (or the end).
+fn readme_section(heading: &str) -> String {
+    let path = config_dir().join("README.md");
+    let readme = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let start = readme
+        .find(&format!("\n## {heading}"))
+        .unwrap_or_else(|| panic!("{} has no `## {heading}` section", path.display()));
+    let part = &readme[start..];
+    part[1..]
+        .find("\n## ")
+        .map_or(part, |end| &part[..end + 1])
+        .to_string()
+}
+
+/// What `section` leaves undocumented: for each `(heading, keys)`, the subsection from that
+/// heading line to the next `### ` heading needs a `| `key` |` row per key; each of `values`
+/// must be named as `"value"` in backquotes.
+fn undocumented(section: &str, tables: &[(&str, &[&str])], values: &[&str]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (heading, keys) in tables {
+        let Some(at) = section.find(&format!("\n{heading}")) else {
+            missing.push(format!("heading {heading}"));
+            continue;
+        };
+        let body = &section[at + 1..];
+        let body = body[1..]
+            .find("\n### ")
+            .map_or(body, |end| &body[..end + 1]);
+        for key in *keys {
+            if !body.lines().any(|l| l.starts_with(&format!("| `{key}` |"))) {
+                missing.push(format!("{heading}: row `{key}`"));
+            }
+        }
+    }
+    for value in values {
+        if !section.contains(&format!("`\"{value}\"`")) {
+            missing.push(format!("value \"{value}\""));
+        }
+    }
+    missing
+}
+
 #[test]
 fn readme_documents_every_hazard_key() {
     // Listed by hand from `rules::hazard::config` (one list per struct or inline table), so that
@@ -733,51 +777,19 @@ fn readme_documents_every_hazard_key() {
             &["threshold", "rate_of_change", "accumulation"],
         ),
     ];
-    let path = config_dir().join("README.md");
-    let readme = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    // The `[hazard]` part runs from its `## ` heading to the next `## ` heading (or the end).
-    let start = readme
-        .find("\n## `[hazard]`")
-        .unwrap_or_else(|| panic!("{} has no `## `[hazard]`` section", path.display()));
-    let hazard = &readme[start + 1..];
-    let hazard = hazard[1..]
-        .find("\n## ")
-        .map_or(hazard, |end| &hazard[..end + 1]);
-    let mut missing = Vec::new();
-    for (heading, keys) in tables {
-        // The subsection: from its heading line to the next `### ` heading.
-        let Some(at) = hazard.find(&format!("\n{heading}")) else {
-            missing.push(format!("heading {heading}"));
-            continue;
-        };
-        let body = &hazard[at + 1..];
-        let body = body[1..]
-            .find("\n### ")
-            .map_or(body, |end| &body[..end + 1]);
-        for key in keys {
-            if !body.lines().any(|l| l.starts_with(&format!("| `{key}` |"))) {
-                missing.push(format!("{heading}: row `{key}`"));
-            }
-        }
-    }
     // Enum values the schema accepts, named (in backquotes, with quotes) in the tables.
-    for value in [
+    let values = [
         "above",
         "below",
         "increment",
         "counter",
         "Actual",
         "Exercise",
-    ] {
-        if !hazard.contains(&format!("`\"{value}\"`")) {
-            missing.push(format!("value \"{value}\""));
-        }
-    }
+    ];
+    let missing = undocumented(&readme_section("`[hazard]`"), &tables, &values);
     assert!(
         missing.is_empty(),
-        "{} does not document: {missing:?}",
-        path.display()
+        "config/README.md does not document: {missing:?}"
     );
 }
 
@@ -818,26 +830,19 @@ fn outbox_limits_parse_take_their_defaults_and_are_validated() {
 
 #[test]
 fn readme_documents_every_outbox_key() {
-    let readme = std::fs::read_to_string(config_dir().join("README.md")).unwrap();
-    let start = readme.find("\n## `[outbox]`").expect("an [outbox] section");
-    let section = &readme[start + 1..];
-    let section = section[1..]
-        .find("\n## ")
-        .map_or(section, |e| &section[..e + 1]);
-    for key in [
+    let section = readme_section("`[outbox]`");
+    let keys: &[&str] = &[
         "cache_capacity_bytes",
         "flush_every_ms",
         "max_bytes",
         "drain_per_s",
         "ttl_s",
-    ] {
-        assert!(
-            section
-                .lines()
-                .any(|l| l.starts_with(&format!("| `{key}` |"))),
-            "config/README.md [outbox] has no row for `{key}`"
-        );
-    }
+    ];
+    let missing = undocumented(&section, &[("## `[outbox]`", keys)], &[]);
+    assert!(
+        missing.is_empty(),
+        "config/README.md does not document: {missing:?}"
+    );
     for class in ["ttl_s.alerts", "ttl_s.events", "ttl_s.summaries"] {
         assert!(section.contains(class), "README does not name {class}");
     }
@@ -915,32 +920,8 @@ fn readme_documents_every_intersection_key() {
         ),
         ("### `[[intersection.plan]]`", &["id", "hold", "steps"]),
     ];
-    let path = config_dir().join("README.md");
-    let readme = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let start = readme
-        .find("\n## `[[intersection]]`")
-        .unwrap_or_else(|| panic!("{} has no `[[intersection]]` section", path.display()));
-    let part = &readme[start + 1..];
-    let part = part[1..].find("\n## ").map_or(part, |end| &part[..end + 1]);
-    let mut missing = Vec::new();
-    for (heading, keys) in tables {
-        let Some(at) = part.find(&format!("\n{heading}")) else {
-            missing.push(format!("heading {heading}"));
-            continue;
-        };
-        let body = &part[at + 1..];
-        let body = body[1..]
-            .find("\n### ")
-            .map_or(body, |end| &body[..end + 1]);
-        for key in keys {
-            if !body.lines().any(|l| l.starts_with(&format!("| `{key}` |"))) {
-                missing.push(format!("{heading}: row `{key}`"));
-            }
-        }
-    }
     // Enum values the schema accepts, named in the tables.
-    for value in [
+    let values = [
         "fixed_time",
         "actuated",
         "max_pressure",
@@ -952,15 +933,11 @@ fn readme_documents_every_intersection_key() {
         "queue",
         "through",
         "crossing",
-    ] {
-        if !part.contains(&format!("`\"{value}\"`")) {
-            missing.push(format!("value \"{value}\""));
-        }
-    }
+    ];
+    let missing = undocumented(&readme_section("`[[intersection]]`"), &tables, &values);
     assert!(
         missing.is_empty(),
-        "{} does not document: {missing:?}",
-        path.display()
+        "config/README.md does not document: {missing:?}"
     );
 }
 

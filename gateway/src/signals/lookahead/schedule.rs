@@ -613,6 +613,20 @@ mod tests {
                 sneakers: Vec::new(),
             }
         }
+        /// Stage 0 = {0, 1}, stage 1 = {1} (a protected turn after the through), stage 2 =
+        /// {2}; 5 s between the barrier of stages 0 and 1 and stage 2.
+        fn protected_turn(h: usize) -> Case {
+            Case {
+                stages: vec![vec![0, 1], vec![1], vec![2]],
+                ig: vec![
+                    vec![0.0, 0.0, 5.0],
+                    vec![0.0, 0.0, 5.0],
+                    vec![5.0, 5.0, 0.0],
+                ],
+                min: vec![5.0; 3],
+                ..Case::two(h)
+            }
+        }
         fn solve(&self, current: usize, green_for: f64) -> Plan {
             Problem {
                 stages: &self.stages,
@@ -708,14 +722,7 @@ mod tests {
     #[test]
     fn overlapping_stages_keep_the_shared_group_running() {
         // stage 0 = {0, 1}, stage 1 = {1} (a protected turn after the through), stage 2 = {2}
-        let mut c = Case::two(90);
-        c.stages = vec![vec![0, 1], vec![1], vec![2]];
-        c.ig = vec![
-            vec![0.0, 0.0, 5.0],
-            vec![0.0, 0.0, 5.0],
-            vec![5.0, 5.0, 0.0],
-        ];
-        c.min = vec![5.0; 3];
+        let mut c = Case::protected_turn(90);
         c.max = vec![60.0; 3];
         c.rate = vec![1.0, 0.5, 1.0];
         c.queue = vec![0.0, 10.0, 0.0];
@@ -731,14 +738,7 @@ mod tests {
     fn a_group_green_across_stages_keeps_its_own_max_green() {
         // stage 0 = {0, 1}, stage 1 = {1}: group 1 (max 30 s) has been green 25 s; stage 0
         // for 10 s. Even with a long queue for group 1 it cannot be planned past 5 s more.
-        let mut c = Case::two(90);
-        c.stages = vec![vec![0, 1], vec![1], vec![2]];
-        c.ig = vec![
-            vec![0.0, 0.0, 5.0],
-            vec![0.0, 0.0, 5.0],
-            vec![5.0, 5.0, 0.0],
-        ];
-        c.min = vec![5.0; 3];
+        let mut c = Case::protected_turn(90);
         c.max = vec![30.0, 30.0, 60.0];
         c.rate = vec![1.0, 0.5, 1.0];
         c.queue = vec![0.0, 30.0, 1.0];
