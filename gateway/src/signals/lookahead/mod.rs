@@ -333,6 +333,23 @@ mod tests {
         }
     }
 
+    /// A vehicle left at the horizon costs one change of stage, the shortest intergreen (the
+    /// crossroads: 5 s), not half the shortest cycle (12 s).
+    #[test]
+    fn a_vehicle_left_at_the_horizon_costs_the_shortest_intergreen() {
+        let l = layout(&crossroads_with("look_ahead"), 10.0);
+        let shortest = (0..l.stages.len())
+            .flat_map(|a| {
+                (0..l.stages.len())
+                    .filter(move |&b| b != a)
+                    .map(move |b| (a, b))
+            })
+            .map(|(a, b)| l.intergreen[a][b])
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!((shortest, l.min_cycle_s()), (5.0, 24.0), "{l:?}");
+        assert_eq!(l.leftover_wait_s(), shortest);
+    }
+
     #[test]
     fn config_look_ahead_runs_the_look_ahead_controller() {
         let m = crossroads_with("look_ahead");

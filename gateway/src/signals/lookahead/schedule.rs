@@ -11,13 +11,14 @@
 //! horizon), and so the decision for now: hold the current stage or switch.
 //!
 //! The program: a state is (stage, second its green ends). From a state, the next stage `j`
-//! starts after the intergreen and is served for min green, for as long as it takes to
-//! discharge each further cluster of its arrivals (a cluster ends where the stage's queue is
-//! gone and no vehicle comes for `cluster_gap_s`), or for max green. Like SURTRAC, each state
-//! keeps one partial schedule, the one of least delay (counting what it leaves queued at the
-//! horizon cost, so that schedules that served more are not pruned for it). Every green lies
-//! within min / max green and every change costs its intergreen, so the plan is feasible for
-//! the safety supervisor by construction; the supervisor checks it regardless.
+//! starts after the intergreen and is served for min green, until its standing queue is gone,
+//! for as long as it takes to discharge each further cluster of its arrivals (a cluster ends
+//! where the stage's queue is gone and no vehicle comes for `cluster_gap_s`), or for max
+//! green. Like SURTRAC, each state keeps one partial schedule, the one of least delay
+//! (counting what it leaves queued at the horizon cost, so that schedules that served more are
+//! not pruned for it). Every green lies within min / max green and every change costs its
+//! intergreen, so the plan is feasible for the safety supervisor by construction; the
+//! supervisor checks it regardless.
 
 /// One planning problem, in whole seconds from now.
 #[derive(Debug, Clone)]
@@ -105,6 +106,30 @@ impl Label {
     fn key(&self, leftover: f64) -> f64 {
         let n = self.queue.len() / 2;
         self.cost + leftover * self.queue[..n].iter().sum::<f64>()
+    }
+}
+
+/// Where a green may end, second by second: the first second its stage's standing queue is gone
+/// (SURTRAC's queue cluster, even while vehicles keep coming), and every later cluster end (the
+/// queue gone and no arrival for the cluster gap).
+#[derive(Debug, Default)]
+struct ClusterEnds {
+    /// The stage has had vehicles since the last cluster end.
+    active: bool,
+    /// The standing queue has been gone once.
+    queue_gone: bool,
+}
+
+impl ClusterEnds {
+    /// Whether this second ends a cluster, given that the stage's queue is `cleared` and
+    /// whether the coming gap is `quiet`.
+    fn end(&mut self, cleared: bool, quiet: impl FnOnce() -> bool) -> bool {
+        let end = self.active && cleared && (!self.queue_gone || quiet());
+        self.queue_gone |= self.active && cleared;
+        if end {
+            self.active = false;
+        }
+        end
     }
 }
 
@@ -352,7 +377,7 @@ impl Problem<'_> {
         };
         let mut q: Vec<f64> = self.start_state();
         let mut cost = 0.0;
-        let mut active = false;
+        let mut ends = ClusterEnds::default();
         let mut found = 0;
         if min_rem == 0 {
             offer(
@@ -368,12 +393,9 @@ impl Problem<'_> {
         }
         let green_c = |g: usize| self.in_stage(c, g).then_some(usize::MAX);
         for d in 1..=max_rem.min(h) {
-            active |= self.stage_load(c, &q, d - 1) > 1e-9;
+            ends.active |= self.stage_load(c, &q, d - 1) > 1e-9;
             cost += self.second(&mut q, d - 1, &green_c, c, None);
-            let cluster_end = active && self.cleared(c, &q) && self.quiet(c, d, gap);
-            if cluster_end {
-                active = false;
-            }
+            let cluster_end = ends.end(self.cleared(c, &q), || self.quiet(c, d, gap));
             let label = || Label {
                 cost,
                 queue: q.clone(),
@@ -508,17 +530,14 @@ impl Problem<'_> {
         if hi < lo {
             return;
         }
-        let mut active = false;
+        let mut ends = ClusterEnds::default();
         let mut found = 0;
         let last = hi.min(h - start);
         for d in 1..=last {
             let u = start + d - 1;
-            active |= self.stage_load(j, &q, u) > 1e-9;
+            ends.active |= self.stage_load(j, &q, u) > 1e-9;
             cost += self.second(&mut q, u, &|g| green_j(g, u), j, None);
-            let cluster_end = active && self.cleared(j, &q) && self.quiet(j, u + 1, gap);
-            if cluster_end {
-                active = false;
-            }
+            let cluster_end = ends.end(self.cleared(j, &q), || self.quiet(j, u + 1, gap));
             let end = start + d;
             let take =
                 end == h || d == lo || d == hi || (d > lo && cluster_end && found < MAX_CANDIDATES);
@@ -671,6 +690,24 @@ mod tests {
         let p2 = c2.solve(0, 20.0);
         assert_eq!(p2.hold_s, 0.0, "{p2:?}");
         assert_eq!(p2.next, Some(1));
+    }
+
+    #[test]
+    fn a_green_may_end_once_its_standing_queue_is_gone_while_vehicles_keep_coming() {
+        // stage 1 has 12 waiting and 0.3 veh/s more without a gap; stage 0 (green, its queue
+        // gone) gets 0.5 veh/s. Serving stage 1 just until its queue is gone (about 20 s at 1
+        // veh/s less the arrivals) beats both its min green and its max green.
+        let mut c = Case::two(120);
+        c.queue = vec![0.0, 12.0];
+        for t in 0..120 {
+            c.arrivals[0][t] = 0.5;
+            c.arrivals[1][t] = 0.3;
+        }
+        let p = c.solve(0, 10.0);
+        assert_eq!(p.next, Some(1), "{p:?}");
+        let served = p.greens[1];
+        let len = served.end - served.start;
+        assert!((15.0..=30.0).contains(&len), "{len} s: {p:?}");
     }
 
     #[test]
