@@ -13,8 +13,8 @@
 //! The program: a state is (stage, second its green ends). From a state, the next stage `j`
 //! starts after the intergreen and is served for min green, until its standing queue is gone,
 //! for as long as it takes to discharge each further cluster of its arrivals (a cluster ends
-//! where the stage's queue is gone and no vehicle comes for `cluster_gap_s`), or for max
-//! green. Like SURTRAC, each state keeps one partial schedule, the one of least delay
+//! where the stage's queue is gone and less than one vehicle is expected in the next
+//! `cluster_gap_s`), or for max green. Like SURTRAC, each state keeps one partial schedule, the one of least delay
 //! (counting what it leaves queued at the horizon cost, so that schedules that served more are
 //! not pruned for it). Every green lies within min / max green and every change costs its
 //! intergreen, so the plan is feasible for the safety supervisor by construction; the
@@ -111,7 +111,7 @@ impl Label {
 
 /// Where a green may end, second by second: the first second its stage's standing queue is gone
 /// (SURTRAC's queue cluster, even while vehicles keep coming), and every later cluster end (the
-/// queue gone and no arrival for the cluster gap).
+/// queue gone and less than one vehicle expected in the cluster gap).
 #[derive(Debug, Default)]
 struct ClusterEnds {
     /// The stage has had vehicles since the last cluster end.
@@ -282,10 +282,15 @@ impl Problem<'_> {
         self.stages[s].iter().map(|&g| q[g]).sum::<f64>() < 0.5
     }
 
-    /// Whether stage `s` sees no arrival in `[t, t + gap)`.
+    /// Whether stage `s` expects less than one vehicle in `[t, t + gap)`. Arrivals are
+    /// expected values: beyond the detectors' reach a group expects its measured flow, a
+    /// fraction of a vehicle every second, so "nothing at all" would never hold there.
     fn quiet(&self, s: usize, t: usize, gap: usize) -> bool {
         let groups = &self.stages[s];
-        (t..t + gap).all(|u| groups.iter().all(|&g| self.arrival(g, u) < 1e-9))
+        let expected: f64 = (t..t + gap)
+            .flat_map(|u| groups.iter().map(move |&g| self.arrival(g, u)))
+            .sum();
+        expected < 1.0
     }
 
     /// Whether group `g` gives way to another group in stage `s`.
@@ -690,6 +695,24 @@ mod tests {
         let p2 = c2.solve(0, 20.0);
         assert_eq!(p2.hold_s, 0.0, "{p2:?}");
         assert_eq!(p2.next, Some(1));
+    }
+
+    #[test]
+    fn a_platoon_in_measured_flow_is_a_cluster_of_its_own() {
+        // as above, with 0.2 veh/s of measured flow on both stages besides (a fraction of a
+        // vehicle every second, never "nothing"): hold for the platoon, then switch
+        let mut c = Case::two(90);
+        c.queue = vec![0.0, 2.0];
+        for t in 0..90 {
+            c.arrivals[0][t] = 0.2;
+            c.arrivals[1][t] = 0.2;
+        }
+        for t in 10..18 {
+            c.arrivals[0][t] = 1.0;
+        }
+        let p = c.solve(0, 20.0);
+        assert!((18.0..=24.0).contains(&p.hold_s), "{p:?}");
+        assert_eq!(p.next, Some(1));
     }
 
     #[test]
