@@ -14,11 +14,11 @@
 //! starts after the intergreen and is served for min green, until its standing queue is gone,
 //! for as long as it takes to discharge each further cluster of its arrivals (a cluster ends
 //! where the stage's queue is gone and less than one vehicle is expected in the next
-//! `cluster_gap_s`), or for max green. Like SURTRAC, each state keeps one partial schedule, the one of least delay
-//! (counting what it leaves queued at the horizon cost, so that schedules that served more are
-//! not pruned for it). Every green lies within min / max green and every change costs its
-//! intergreen, so the plan is feasible for the safety supervisor by construction; the
-//! supervisor checks it regardless.
+//! `cluster_gap_s`), or for max green. Like SURTRAC, each state keeps one partial schedule,
+//! the one of least delay (counting what it leaves queued at the horizon cost, so that
+//! schedules that served more are not pruned for it). Every green lies within min / max green
+//! and every change costs its intergreen, so the plan is feasible for the safety supervisor by
+//! construction; the supervisor checks it regardless.
 
 /// One planning problem, in whole seconds from now.
 #[derive(Debug, Clone)]
