@@ -651,6 +651,12 @@ mod tests {
                 ..Case::two(h)
             }
         }
+        /// Steady arrivals over the whole horizon, per group (vehicles per second).
+        fn steady(&mut self, rates: &[f64]) {
+            for (a, &r) in self.arrivals.iter_mut().zip(rates) {
+                a.iter_mut().for_each(|x| *x = r);
+            }
+        }
         fn solve(&self, current: usize, green_for: f64) -> Plan {
             Problem {
                 stages: &self.stages,
@@ -703,10 +709,7 @@ mod tests {
         // vehicle every second, never "nothing"): hold for the platoon, then switch
         let mut c = Case::two(90);
         c.queue = vec![0.0, 2.0];
-        for t in 0..90 {
-            c.arrivals[0][t] = 0.2;
-            c.arrivals[1][t] = 0.2;
-        }
+        c.steady(&[0.2, 0.2]);
         for t in 10..18 {
             c.arrivals[0][t] = 1.0;
         }
@@ -722,10 +725,7 @@ mod tests {
         // veh/s less the arrivals) beats both its min green and its max green.
         let mut c = Case::two(120);
         c.queue = vec![0.0, 12.0];
-        for t in 0..120 {
-            c.arrivals[0][t] = 0.5;
-            c.arrivals[1][t] = 0.3;
-        }
+        c.steady(&[0.5, 0.3]);
         let p = c.solve(0, 10.0);
         assert_eq!(p.next, Some(1), "{p:?}");
         let served = p.greens[1];
@@ -739,10 +739,7 @@ mod tests {
         c.min = vec![7.0, 9.0];
         c.max = vec![20.0, 25.0];
         c.queue = vec![0.0, 30.0];
-        for t in 0..120 {
-            c.arrivals[0][t] = 0.3;
-            c.arrivals[1][t] = 0.4;
-        }
+        c.steady(&[0.3, 0.4]);
         // just started: it must hold the rest of min green even with nothing to serve
         let p = c.solve(0, 2.0);
         assert!(p.hold_s >= 5.0, "{p:?}");
