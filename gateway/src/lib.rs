@@ -7,6 +7,7 @@ pub mod actions;
 pub mod backoff;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod mqtt;
