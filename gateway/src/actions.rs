@@ -1,6 +1,7 @@
-//! Local actions: messages the rules send to devices on the local broker (sirens, variable
-//! message signs). Publishes at QoS 1 from a task of its own, so that a slow broker never
-//! holds up the rules; a full queue is counted and logged, never silent.
+//! The actions stage: messages the rules and signal control send to devices on the local
+//! broker (sirens, variable message signs, MQTT stage commands). Publishes at QoS 1 from a
+//! task of its own, so that a slow broker never holds up the rules; a full queue is counted
+//! (`actions_failed`) and logged, never silent; each publish is counted in `actions_out`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +20,25 @@ pub struct LocalPublish {
     pub payload: String,
 }
 
-/// Actions waiting to be published.
-pub const QUEUE: usize = 256;
+/// Queues a local publish for this stage from a stage that must not wait (the rules, signal
+/// control); a full queue is counted in `actions_failed` and logged with `what`.
+pub fn queue(actions: &mpsc::Sender<LocalPublish>, stats: &Stats, p: LocalPublish, what: &str) {
+    if actions.try_send(p).is_err() {
+        Stats::inc(&stats.actions_failed);
+        tracing::error!("{what} dropped: the action queue is full");
+    }
+}
 
-/// Publishes every queued action on the local broker until the queue closes.
+/// Publishes every queued action on the local broker until the queue closes (when the rules
+/// and signals stages are gone).
 pub async fn run(
     local: BrokerUrl,
     client_id: String,
     mut rx: mpsc::Receiver<LocalPublish>,
     stats: Arc<Stats>,
 ) {
-    let (client, mut eventloop) = AsyncClient::new(local.options(&client_id, 30), QUEUE);
+    let (client, mut eventloop) =
+        AsyncClient::new(local.options(&client_id, 30), rx.max_capacity());
     let poller = tokio::spawn(async move {
         let mut backoff = Backoff::new(
             Duration::from_millis(100),

@@ -1,8 +1,9 @@
 //! citygate: an edge gateway for smart-city sensors.
 //!
 //! Pure logic lives in small modules (`rules`, `backoff`, `config` validation, the `outbox`
-//! key scheme); the tokio tasks around it (`broker`, `sources`, `uplink`, `run`) are thin
-//! shells, and `cli` is the command line.
+//! key scheme); the tokio tasks around it (`broker`, `sources`, `stages`, `actions`,
+//! `uplink`) are thin shells, `run` builds the daemon's topology from them (see
+//! `docs/ARCHITECTURE.md`), and `cli` is the command line.
 pub mod actions;
 pub mod backoff;
 pub mod broker;
@@ -18,6 +19,7 @@ pub mod secret;
 pub mod signals;
 pub mod sim;
 pub mod sources;
+pub mod stages;
 pub mod status;
 pub mod tls;
 pub mod uplink;

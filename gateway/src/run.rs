@@ -1,38 +1,62 @@
-//! Wires one gateway together: local broker, MQTT ingest, rules, outbox and uplink, each a
-//! tokio task joined by bounded channels, and takes them down in order on shutdown.
+//! The daemon's topology, built in one place: `citygate run`, `citygate demo` and the tests
+//! all call [`start`], which declares every bounded channel between the stages together
+//! (their bounds are the constants below). Data flows one way:
+//!
+//! ```text
+//! sources::{mqtt, modbus}  --readings, source events-->  stages::rules
+//! stages::rules            --readings, emergency plans--> stages::signals
+//! uplink (downlink)        --verified commands-->         stages::signals
+//! signals::peers           --neighbours' planned flows--> stages::signals
+//! stages::{rules, signals} --local publishes-->           actions --> local broker
+//! stages::{rules, signals, upkeep}, uplink (downlink) --records (stages::records)--> outbox
+//! outbox --> uplink --> platform broker
+//! ```
+//!
+//! Each stage is a task in its own module that owns its counters. `docs/ARCHITECTURE.md`
+//! draws the topology in full. Shutdown goes with the flow: the sources stop, each stage ends
+//! when its input closes, then the uplink drains the outbox for [`UPLINK_DRAIN`].
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citygate_protocols::topic::{self, Topic};
-use citygate_protocols::{Body, Event, Reading, Summary};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::actions::{self, LocalPublish};
-use crate::commands::{Action, Command, Downlink, Verifier, VerifierError};
+use crate::commands::{Downlink, Verifier, VerifierError};
 use crate::config::{BrokerConfig, Config};
 use crate::mqtt::{BrokerUrl, UrlError};
 use crate::outbox::{Outbox, OutboxError};
-use crate::rules::hazard::{HazardEngine, HazardOutput};
-use crate::rules::summary::{Skipped, Summarizer};
+use crate::rules::hazard::HazardEngine;
+use crate::rules::summary::Summarizer;
 use crate::signals::live::Signals;
-use crate::signals::PlannedFlow;
-use crate::sources::mqtt::epoch_now;
-use crate::status::{Stats, StatusFile};
+use crate::stages::rules::{self, Rules};
+use crate::stages::signals::{self as signal_stage, SignalInputs};
+use crate::stages::upkeep;
+use crate::status::Stats;
 use crate::tls::{SecurityError, UplinkSecurity};
 use crate::uplink::{self, UplinkParams};
-use crate::{broker, sources};
+use crate::{actions, broker, sources};
 
 /// Readings buffered between the sources and the rules.
 pub const READINGS_CHANNEL: usize = 8192;
-/// Source events (a device offline, a point error) buffered on their way to the outbox.
+/// Source events (a device offline, a point error) buffered on their way to the rules, which
+/// store them.
 pub const EVENTS_CHANNEL: usize = 256;
-/// Accepted downlink commands buffered for the rest of the gateway; when full, new commands
-/// are refused as `busy`.
+/// Readings and emergency plans buffered between the rules and signal control; when full,
+/// the rules wait (as they did when signal control ran inside them).
+pub const SIGNALS_CHANNEL: usize = 1024;
+/// Accepted downlink commands buffered for signal control; when full, new commands are
+/// refused as `busy`.
 pub const COMMANDS_CHANNEL: usize = 64;
+/// Local publishes (sirens, signs, MQTT stage commands) waiting for the actions stage; when
+/// full, new ones are dropped and counted in `actions_failed`.
+pub const ACTIONS_CHANNEL: usize = 256;
+/// Neighbouring gateways' planned outflows waiting for signal control; when full, the newest
+/// is dropped (a fresher plan comes every second).
+pub const PEERS_CHANNEL: usize = crate::signals::peers::QUEUE;
+/// How long the uplink keeps delivering the outbox at shutdown.
+pub const UPLINK_DRAIN: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -69,9 +93,12 @@ pub struct Gateway {
     pub modbus: Option<sources::modbus::ModbusHandle>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
+    /// In the order they stop: ingest, rules, signals, actions, then upkeep and uplink.
     ingest: JoinHandle<()>,
     rules: JoinHandle<()>,
-    actions_task: JoinHandle<()>,
+    signals: JoinHandle<()>,
+    actions: JoinHandle<()>,
+    upkeep: JoinHandle<()>,
     uplink_task: JoinHandle<()>,
 }
 
@@ -83,10 +110,129 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// A bounded channel when `on`, none otherwise (a stage then waits on it forever).
+fn channel_if<T>(on: bool, bound: usize) -> (Option<mpsc::Sender<T>>, Option<mpsc::Receiver<T>>) {
+    if on {
+        let (tx, rx) = mpsc::channel(bound);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    }
+}
+
 /// Starts every stage of the gateway described by a validated `cfg`.
 pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let gw = cfg.gateway.id.clone();
-    let local = match &cfg.broker {
+    let local = local_broker(&cfg.broker).await?;
+    let params = uplink_params(&cfg, &local)?;
+    let verifier = Verifier::new(&gw, &cfg.commands)?;
+    if !verifier.has_keys() {
+        tracing::info!("downlink commands disabled: no [commands] keys");
+    }
+    let hazard = hazard_engine(&cfg)?;
+    let data_dir = cfg.gateway.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let stats = Arc::new(Stats::default());
+    let records = upkeep::open(&data_dir, &gw, &cfg.outbox, Arc::clone(&stats))?;
+
+    // The channels between the stages, in the direction of the flow.
+    let (readings_tx, readings_rx) = mpsc::channel(READINGS_CHANNEL);
+    let (events_tx, events_rx) = mpsc::channel(EVENTS_CHANNEL);
+    let (signals_tx, signals_rx) = mpsc::channel(SIGNALS_CHANNEL);
+    let (actions_tx, actions_rx) = mpsc::channel(ACTIONS_CHANNEL);
+    let (commands_tx, commands_rx) = channel_if(verifier.has_keys(), COMMANDS_CHANNEL);
+    let (stop_ingest, ingest_rx) = watch::channel(false);
+    let (stop_uplink, uplink_rx) = watch::channel(false);
+
+    let modbus = if cfg.sources.modbus.is_empty() {
+        None
+    } else {
+        Some(
+            sources::modbus::spawn(cfg.sources.modbus.clone(), readings_tx.clone(), events_tx)
+                .map_err(|e| RunError::Modbus(e.to_string()))?,
+        )
+    };
+    let signals = Signals::start(&gw, &cfg.intersection, modbus.as_ref().map(|m| m.writer()))
+        .map_err(RunError::Signals)?;
+    let (peers_tx, peers_rx) = channel_if(signals.coordinates(), PEERS_CHANNEL);
+    if let Some(tx) = peers_tx {
+        tokio::spawn(crate::signals::peers::listen(
+            local.clone(),
+            gw.clone(),
+            tx,
+            Arc::clone(&stats),
+        ));
+    }
+    let ingest = tokio::spawn(sources::mqtt::run(
+        local.clone(),
+        format!("citygate-{gw}-ingest"),
+        cfg.sources.mqtt.clone(),
+        readings_tx,
+        Arc::clone(&stats),
+        ingest_rx,
+    ));
+    let rules = tokio::spawn(rules::run(
+        readings_rx,
+        events_rx,
+        Rules {
+            summarizer: Summarizer::new(cfg.summaries.window_s),
+            hazard,
+            records: records.clone(),
+            actions: actions_tx.clone(),
+            signals: signals_tx,
+            feed_signals: !signals.is_empty(),
+        },
+    ));
+    let inputs = SignalInputs {
+        from_rules: signals_rx,
+        commands: commands_rx,
+        peers: peers_rx,
+    };
+    let signals = tokio::spawn(signal_stage::run(
+        signals,
+        inputs,
+        records.clone(),
+        actions_tx,
+    ));
+    let actions = tokio::spawn(actions::run(
+        local.clone(),
+        format!("citygate-{gw}-actions"),
+        actions_rx,
+        Arc::clone(&stats),
+    ));
+    let upkeep = tokio::spawn(upkeep::run(records.clone(), data_dir, uplink_rx.clone()));
+    let downlink = commands_tx.map(|tx| Downlink::new(&gw, verifier, tx));
+    let uplink_url = params.url.clone();
+    let uplink_task = tokio::spawn(uplink::run(
+        params,
+        downlink,
+        records.clone(),
+        uplink_rx,
+        UPLINK_DRAIN,
+    ));
+    Ok(Gateway {
+        local,
+        uplink: uplink_url,
+        stats,
+        outbox: Arc::clone(records.outbox()),
+        modbus,
+        stop_ingest,
+        stop_uplink,
+        ingest,
+        rules,
+        signals,
+        actions,
+        upkeep,
+        uplink_task,
+    })
+}
+
+/// The local broker: the embedded one started on its `listen` address, or the external one.
+async fn local_broker(cfg: &BrokerConfig) -> Result<BrokerUrl, RunError> {
+    match cfg {
         BrokerConfig::Embedded { listen } => {
             let listen = *listen;
             let addr = tokio::task::spawn_blocking(move || broker::start(listen))
@@ -96,168 +242,51 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
                     source: std::io::Error::other(e),
                 })??;
             tracing::info!("embedded broker listening on {addr}");
-            BrokerUrl {
+            Ok(BrokerUrl {
                 host: addr.ip().to_string(),
                 port: addr.port(),
                 tls: false,
-            }
+            })
         }
-        BrokerConfig::External { url } => BrokerUrl::parse(url)?,
+        BrokerConfig::External { url } => Ok(BrokerUrl::parse(url)?),
+    }
+}
+
+/// The hazard engine of `[hazard]`, if any.
+fn hazard_engine(cfg: &Config) -> Result<Option<HazardEngine>, RunError> {
+    let Some(h) = cfg.hazard.clone() else {
+        return Ok(None);
     };
-    let uplink_url = match &cfg.uplink.url {
+    HazardEngine::new(h).map(Some).map_err(|errors| {
+        RunError::Hazard(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+/// The uplink's broker (the local one without `[uplink] url`), TLS and credentials.
+fn uplink_params(cfg: &Config, local: &BrokerUrl) -> Result<UplinkParams, RunError> {
+    let url = match &cfg.uplink.url {
         Some(u) => BrokerUrl::parse(u)?,
         None => local.clone(),
     };
-
-    let security = UplinkSecurity::load(
-        &cfg.uplink,
-        uplink_url.tls,
-        &uplink_url.to_string(),
-        &|name| std::env::var(name).ok(),
-    )?;
-    if security.credentials.is_some() && !uplink_url.tls {
-        tracing::warn!(
-            "uplink {uplink_url}: sending the MQTT password without TLS; use mqtts:// outside a test bench"
-        );
-    }
-    let verifier = Verifier::new(&gw, &cfg.commands)?;
-    let (downlink, commands) = if verifier.has_keys() {
-        let (tx, rx) = mpsc::channel(COMMANDS_CHANNEL);
-        (Some(Downlink::new(&gw, verifier, tx)), Some(rx))
-    } else {
-        tracing::info!("downlink commands disabled: no [commands] keys");
-        (None, None)
-    };
-
-    let data_dir = cfg.gateway.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
-        path: data_dir.clone(),
-        source,
+    let security = UplinkSecurity::load(&cfg.uplink, url.tls, &url.to_string(), &|name| {
+        std::env::var(name).ok()
     })?;
-    let (outbox, set_aside) = Outbox::open_or_set_aside(
-        &data_dir.join("outbox"),
-        &gw,
-        &cfg.outbox,
-        epoch_now() as u64,
-    )?;
-    let outbox = Arc::new(outbox);
-    let stats = Arc::new(Stats::default());
-    let _ = stats
-        .outbox
-        .set((Arc::clone(&outbox.counters), outbox.max_bytes()));
-    if let Some(aside) = set_aside {
-        report_set_aside(&outbox, &aside);
-    }
-    stats
-        .outbox_depth
-        .store(outbox.len() as u64, Ordering::Relaxed);
-    if !outbox.is_empty() {
-        tracing::info!(
-            "outbox holds {} records from before; resending",
-            outbox.len()
+    if security.credentials.is_some() && !url.tls {
+        tracing::warn!(
+            "uplink {url}: sending the MQTT password without TLS; use mqtts:// outside a test bench"
         );
     }
-    let wake = Arc::new(Notify::new());
-    let (stop_ingest, ingest_rx) = watch::channel(false);
-    let (stop_uplink, uplink_rx) = watch::channel(false);
-    let (tx, rx) = mpsc::channel(READINGS_CHANNEL);
-    let hazard = match cfg.hazard.clone() {
-        Some(h) => Some(HazardEngine::new(h).map_err(|errors| {
-            RunError::Hazard(
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?),
-        None => None,
-    };
-    let (actions_tx, actions_rx) = mpsc::channel(actions::QUEUE);
-    let actions_task = tokio::spawn(actions::run(
-        local.clone(),
-        format!("citygate-{gw}-actions"),
-        actions_rx,
-        Arc::clone(&stats),
-    ));
-
-    let (events_tx, events_rx) = mpsc::channel(EVENTS_CHANNEL);
-    let modbus = if cfg.sources.modbus.is_empty() {
-        None
-    } else {
-        Some(
-            sources::modbus::spawn(cfg.sources.modbus.clone(), tx.clone(), events_tx)
-                .map_err(|e| RunError::Modbus(e.to_string()))?,
-        )
-    };
-    let signals = Signals::start(&gw, &cfg.intersection, modbus.as_ref().map(|m| m.writer()))
-        .map_err(RunError::Signals)?;
-    let peers = if signals.coordinates() {
-        let (tx, rx) = mpsc::channel(crate::signals::peers::QUEUE);
-        tokio::spawn(crate::signals::peers::listen(
-            local.clone(),
-            gw.clone(),
-            tx,
-            Arc::clone(&stats),
-        ));
-        Some(rx)
-    } else {
-        None
-    };
-    let ingest = tokio::spawn(sources::mqtt::run(
-        local.clone(),
-        format!("citygate-{gw}-ingest"),
-        cfg.sources.mqtt.clone(),
-        tx,
-        Arc::clone(&stats),
-        ingest_rx,
-    ));
-    let rules = tokio::spawn(rules_task(
-        rx,
-        events_rx,
-        Rules {
-            summarizer: Summarizer::new(cfg.summaries.window_s),
-            hazard,
-            signals,
-            commands,
-            peers,
-        },
-        Sinks {
-            outbox: Arc::clone(&outbox),
-            stats: Arc::clone(&stats),
-            wake: Arc::clone(&wake),
-            actions: actions_tx,
-            gateway: gw.clone(),
-            data_dir: data_dir.clone(),
-        },
-    ));
-    tokio::spawn(outbox_upkeep(Arc::clone(&outbox), uplink_rx.clone()));
-    let uplink_task = tokio::spawn(uplink::run(
-        UplinkParams {
-            url: uplink_url.clone(),
-            config: cfg.uplink.clone(),
-            gateway: gw,
-            security,
-        },
-        downlink,
-        Arc::clone(&outbox),
-        Arc::clone(&stats),
-        wake,
-        uplink_rx,
-        Duration::from_secs(3),
-    ));
-    Ok(Gateway {
-        local,
-        uplink: uplink_url,
-        stats,
-        outbox,
-        modbus,
-        stop_ingest,
-        stop_uplink,
-        ingest,
-        rules,
-        actions_task,
-        uplink_task,
+    Ok(UplinkParams {
+        url,
+        config: cfg.uplink.clone(),
+        gateway: cfg.gateway.id.clone(),
+        security,
     })
 }
 
@@ -271,344 +300,13 @@ impl Gateway {
             m.shutdown().await;
         }
         let _ = self.rules.await;
-        let _ = self.actions_task.await;
+        let _ = self.signals.await;
+        let _ = self.actions.await;
         let _ = self.stop_uplink.send(true);
+        let _ = self.upkeep.await;
         let _ = self.uplink_task.await;
         if let Err(e) = self.outbox.flush() {
             tracing::error!("outbox flush at shutdown failed: {e}");
         }
-    }
-}
-
-/// Logs a damaged outbox that was set aside at start and reports it on the uplink as an
-/// `outbox_set_aside` event.
-fn report_set_aside(outbox: &Outbox, aside: &crate::outbox::SetAside) {
-    tracing::error!(
-        "outbox was damaged ({}); kept it at {} and started a fresh one",
-        aside.reason,
-        aside.path.display()
-    );
-    let event = Event {
-        kind: "outbox_set_aside".into(),
-        source: aside.path.display().to_string(),
-        message: format!(
-            "damaged outbox kept at {}, a fresh one started: {}",
-            aside.path.display(),
-            aside.reason
-        ),
-        time: epoch_now(),
-    };
-    let t = topic::format(
-        outbox.gateway(),
-        &Topic::Event {
-            kind: event.kind.clone(),
-        },
-    );
-    if let Err(e) = outbox.append(&t, Body::Event(event)) {
-        tracing::error!("outbox_set_aside event not stored: {e}");
-    }
-}
-
-/// Once a second until `stop`: removes records whose class's time-to-live passed, and reopens
-/// the outbox after a disk error (e.g. a full disk), off the async threads.
-async fn outbox_upkeep(outbox: Arc<Outbox>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let ob = Arc::clone(&outbox);
-        let done = tokio::task::spawn_blocking(move || {
-            let expired = ob.expire(crate::outbox::now_ms());
-            let recovered = ob.recover();
-            (expired, recovered)
-        })
-        .await;
-        match done {
-            Ok((expired, recovered)) => {
-                match expired {
-                    Ok(n) if n.iter().any(|c| *c > 0) => tracing::warn!(
-                        "outbox: time-to-live passed for {} alerts, {} events, {} summaries; removed",
-                        n[0],
-                        n[1],
-                        n[2]
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("outbox expiry: {e}"),
-                }
-                match recovered {
-                    Ok(true) => crate::outbox::blocking(|| report_recovered(&outbox)),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!("outbox still failing after a disk error: {e}"),
-                }
-            }
-            Err(e) => tracing::error!("outbox upkeep task failed: {e}"),
-        }
-    }
-}
-
-/// Logs that the outbox works again after disk errors, and tells the platform with an
-/// `outbox_disk_errors` event: records may have been refused meanwhile.
-fn report_recovered(outbox: &Outbox) {
-    let st = outbox.status();
-    let message = format!(
-        "outbox reopened after {} disk errors (reopened {} times so far); records the gateway \
-         could not store meanwhile are counted in records_not_stored",
-        st.disk_errors, st.reopened
-    );
-    tracing::warn!("{message}");
-    let event = Event {
-        kind: "outbox_disk_errors".into(),
-        source: outbox.gateway().to_string(),
-        message,
-        time: epoch_now(),
-    };
-    let t = topic::format(
-        outbox.gateway(),
-        &Topic::Event {
-            kind: event.kind.clone(),
-        },
-    );
-    if let Err(e) = outbox.append(&t, Body::Event(event)) {
-        tracing::error!("outbox_disk_errors event not stored: {e}");
-    }
-}
-
-/// The pure rules one gateway runs on every reading.
-struct Rules {
-    summarizer: Summarizer,
-    hazard: Option<HazardEngine>,
-    /// Signalised intersections (adaptive control, see `signals`).
-    signals: Signals,
-    /// Verified downlink commands other than `ping` (`None` when `[commands]` has no keys).
-    commands: Option<mpsc::Receiver<Command>>,
-    /// Neighbouring gateways' planned outflows (`None` when no intersection coordinates).
-    peers: Option<mpsc::Receiver<Vec<PlannedFlow>>>,
-}
-
-/// The next message of an optional channel (pending forever without one).
-async fn next<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Carries out one verified command and reports the outcome on the uplink as a
-/// `command_applied` or `command_failed` event naming the command's nonce.
-fn apply_command(signals: &mut Signals, sinks: &Sinks, cmd: &Command, now: f64) {
-    let outcome = Action::from_command(cmd)
-        .map_err(|e| (String::from("-"), e.to_string()))
-        .and_then(|a| {
-            let source = a.intersection().to_string();
-            signals
-                .apply(&a, now)
-                .map(|done| (source.clone(), done))
-                .map_err(|e| (source, e))
-        });
-    let (kind, source, message) = match outcome {
-        Ok((source, done)) => ("command_applied", source, done),
-        Err((source, why)) => ("command_failed", source, why),
-    };
-    sinks.event(Event {
-        kind: kind.into(),
-        source,
-        message: format!("{} ({}): {message}", cmd.name, cmd.nonce),
-        time: now,
-    });
-}
-
-/// Where rule outputs go.
-struct Sinks {
-    outbox: Arc<Outbox>,
-    stats: Arc<Stats>,
-    wake: Arc<Notify>,
-    actions: mpsc::Sender<LocalPublish>,
-    gateway: String,
-    data_dir: PathBuf,
-}
-
-impl Sinks {
-    fn store(&self, topic: Topic, body: Body) {
-        let class = body.class();
-        let t = topic::format(&self.gateway, &topic);
-        match crate::outbox::blocking(|| self.outbox.append(&t, body)) {
-            Ok(_) => Stats::inc(match class {
-                citygate_protocols::Class::Alert => &self.stats.alerts_out,
-                citygate_protocols::Class::Event => &self.stats.events_out,
-                citygate_protocols::Class::Summary => &self.stats.summaries_out,
-            }),
-            // Counted in the outbox status; logged once per 1000 so a full disk does not
-            // also fill the log.
-            Err(e) => {
-                let n = Stats::inc_get(&self.stats.records_not_stored);
-                if n == 1 || n.is_multiple_of(1000) {
-                    tracing::error!("{} record not stored ({n} so far): {e}", class.as_str());
-                }
-            }
-        }
-        self.wake.notify_one();
-    }
-
-    fn summary(&self, s: Summary) {
-        let sensor = s.sensor.clone();
-        self.store(Topic::Summary { sensor }, Body::Summary(s));
-    }
-
-    fn event(&self, e: Event) {
-        tracing::info!("event {} from {}: {}", e.kind, e.source, e.message);
-        let kind = e.kind.clone();
-        self.store(Topic::Event { kind }, Body::Event(e));
-    }
-
-    /// Signal-control events and MQTT stage commands of one tick.
-    fn signals(&self, events: Vec<Event>, publish: Vec<LocalPublish>) {
-        for e in events {
-            self.event(e);
-        }
-        for p in publish {
-            if self.actions.try_send(p).is_err() {
-                Stats::inc(&self.stats.actions_failed);
-                tracing::error!("stage command dropped: the action queue is full");
-            }
-        }
-    }
-
-    fn hazard(&self, outputs: Vec<HazardOutput>, now: f64) {
-        for o in outputs {
-            match o {
-                HazardOutput::Alert(a) => {
-                    tracing::warn!(
-                        "hazard {}: {:?} {} ({})",
-                        a.group,
-                        a.lifecycle,
-                        a.level.as_deref().unwrap_or("cleared"),
-                        a.alert.identifier
-                    );
-                    let id = a.alert.identifier.clone();
-                    self.store(Topic::Alert { id }, a.alert.to_body());
-                }
-                HazardOutput::SensorFault(f) => self.event(f.event),
-                HazardOutput::Degraded { event, .. } => self.event(event),
-                HazardOutput::Publish { topic, payload } => {
-                    if self
-                        .actions
-                        .try_send(LocalPublish {
-                            topic: topic.clone(),
-                            payload,
-                        })
-                        .is_err()
-                    {
-                        Stats::inc(&self.stats.actions_failed);
-                        tracing::error!(
-                            "local action on {topic} dropped: the action queue is full"
-                        );
-                    }
-                }
-                HazardOutput::EmergencyPlan {
-                    intersection,
-                    plan,
-                    active,
-                } => {
-                    self.event(Event {
-                        kind: "emergency_plan".into(),
-                        source: intersection,
-                        message: format!(
-                            "{} emergency plan `{plan}`",
-                            if active { "requested" } else { "released" }
-                        ),
-                        time: now,
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// Hands the emergency plans `[hazard]` asks for to the intersections' safety supervisors.
-fn emergency_plans(signals: &mut Signals, outputs: &[HazardOutput], now: f64) {
-    for o in outputs {
-        if let HazardOutput::EmergencyPlan {
-            intersection,
-            plan,
-            active,
-        } = o
-        {
-            signals.emergency_plan(intersection, plan, *active, now);
-        }
-    }
-}
-
-async fn rules_task(
-    mut rx: mpsc::Receiver<Reading>,
-    mut events: mpsc::Receiver<Event>,
-    mut rules: Rules,
-    sinks: Sinks,
-) {
-    let stats = &sinks.stats;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            r = rx.recv() => {
-                let Some(r) = r else { break };
-                Stats::inc(&stats.readings_in);
-                let now = epoch_now();
-                rules.signals.on_reading(&r, now);
-                if let Some(h) = rules.hazard.as_mut() {
-                    let out = h.on_reading(&r, now);
-                    emergency_plans(&mut rules.signals, &out, now);
-                    sinks.hazard(out, now);
-                }
-                match rules.summarizer.on_reading(&r, now) {
-                    Ok(Some(s)) => sinks.summary(s),
-                    Ok(None) => {}
-                    Err(Skipped::Late) => Stats::inc(&stats.late),
-                    Err(Skipped::Unusable) => Stats::inc(&stats.unusable),
-                }
-            }
-            Some(e) = events.recv() => sinks.event(e),
-            Some(c) = next(&mut rules.commands) => apply_command(&mut rules.signals, &sinks, &c, epoch_now()),
-            Some(flows) = next(&mut rules.peers) => rules.signals.on_peer_flows(&flows),
-            (i, result) = rules.signals.next_result() => {
-                rules.signals.on_result(i, result, epoch_now());
-            }
-            _ = tick.tick() => {
-                let now = epoch_now();
-                for s in rules.summarizer.tick(now) {
-                    sinks.summary(s);
-                }
-                if let Some(h) = rules.hazard.as_mut() {
-                    let out = h.tick(now);
-                    emergency_plans(&mut rules.signals, &out, now);
-                    sinks.hazard(out, now);
-                    let line = h
-                        .status()
-                        .iter()
-                        .map(|g| format!("{}: {}", g.id, g.level_sent.as_deref().unwrap_or("normal")))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    if let Ok(mut l) = stats.hazards.lock() {
-                        *l = line;
-                    }
-                }
-                if !rules.signals.is_empty() {
-                    let (events, publish) = rules.signals.tick(now);
-                    sinks.signals(events, publish);
-                    if let Ok(mut s) = stats.signals.lock() {
-                        *s = rules.signals.status(now);
-                    }
-                }
-                stats.outbox_depth.store(sinks.outbox.len() as u64, Ordering::Relaxed);
-                if let Err(e) = StatusFile::write(&sinks.data_dir, &sinks.gateway, now, &stats.snapshot()) {
-                    tracing::debug!("status file not written: {e}");
-                }
-            }
-        }
-    }
-    for s in rules.summarizer.flush() {
-        sinks.summary(s);
     }
 }

@@ -25,11 +25,13 @@ use rumqttc::{AsyncClient, Event, LastWill, Outgoing, Packet, QoS};
 use tokio::sync::{watch, Notify};
 
 use crate::backoff::Backoff;
+use crate::clock;
 use crate::commands::Downlink;
 use crate::config::UplinkConfig;
 use crate::mqtt::BrokerUrl;
 use crate::outbox::drain::TokenBucket;
-use crate::outbox::{now_ms, Key, Outbox};
+use crate::outbox::{Key, Outbox};
+use crate::stages::records::Records;
 use crate::status::Stats;
 use crate::tls::UplinkSecurity;
 
@@ -72,19 +74,10 @@ fn lock(link: &Mutex<Link>) -> MutexGuard<'_, Link> {
     link.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs the uplink until `shutdown` turns true; then publishes the offline status, waits up to
-/// `drain` for the outbox to empty, and disconnects.
-pub async fn run(
-    params: UplinkParams,
-    mut downlink: Option<Downlink>,
-    outbox: Arc<Outbox>,
-    stats: Arc<Stats>,
-    wake: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
-) {
+/// The MQTT client of the uplink: client id, keep-alive, TLS and credentials, the in-flight
+/// window, and the retained `offline` status as last will.
+fn client(params: &UplinkParams, status_topic: &str) -> (AsyncClient, rumqttc::EventLoop) {
     let cfg = &params.config;
-    let status_topic = topic::format(&params.gateway, &Topic::Status);
     let client_id = cfg
         .client_id
         .clone()
@@ -93,23 +86,17 @@ pub async fn run(
     params.security.apply(&mut opts);
     opts.set_inflight(cfg.max_inflight.max(1))
         .set_last_will(LastWill::new(
-            &status_topic,
+            status_topic,
             status_payload(&params.gateway, "offline"),
             QoS::AtLeastOnce,
             true,
         ));
-    let max_inflight = usize::from(cfg.max_inflight.max(1));
-    let (client, mut eventloop) = AsyncClient::new(opts, max_inflight + 8);
-    let link = Arc::new(Mutex::new(Link::default()));
+    AsyncClient::new(opts, usize::from(cfg.max_inflight.max(1)) + 8)
+}
 
-    let feeder = tokio::spawn(feed(
-        client.clone(),
-        Arc::clone(&link),
-        Arc::clone(&outbox),
-        Arc::clone(&wake),
-        max_inflight,
-    ));
-
+/// The reconnect backoff, seeded per gateway and process so that a fleet does not reconnect
+/// in step.
+fn backoff(params: &UplinkParams) -> Backoff {
     let seed = params
         .gateway
         .bytes()
@@ -117,11 +104,55 @@ pub async fn run(
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         })
         ^ u64::from(std::process::id());
-    let mut backoff = Backoff::new(
-        Duration::from_millis(cfg.backoff_min_ms),
-        Duration::from_millis(cfg.backoff_max_ms),
+    Backoff::new(
+        Duration::from_millis(params.config.backoff_min_ms),
+        Duration::from_millis(params.config.backoff_max_ms),
         seed,
-    );
+    )
+}
+
+/// The uplink task's connection state.
+struct Uplink {
+    params: UplinkParams,
+    status_topic: String,
+    client: AsyncClient,
+    link: Arc<Mutex<Link>>,
+    records: Records,
+    downlink: Option<Downlink>,
+    backoff: Backoff,
+}
+
+/// Runs the uplink until `shutdown` turns true; then publishes the offline status, waits up to
+/// `drain` (on the monotonic clock) for the outbox to empty, and disconnects.
+pub async fn run(
+    params: UplinkParams,
+    downlink: Option<Downlink>,
+    records: Records,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let status_topic = topic::format(&params.gateway, &Topic::Status);
+    let (client, mut eventloop) = client(&params, &status_topic);
+    let max_inflight = usize::from(params.config.max_inflight.max(1));
+    let link = Arc::new(Mutex::new(Link::default()));
+    let outbox = Arc::clone(records.outbox());
+    let wake = Arc::clone(records.wake());
+    let feeder = tokio::spawn(feed(
+        client.clone(),
+        Arc::clone(&link),
+        Arc::clone(&outbox),
+        Arc::clone(&wake),
+        max_inflight,
+    ));
+    let mut up = Uplink {
+        backoff: backoff(&params),
+        params,
+        status_topic,
+        client,
+        link,
+        records,
+        downlink,
+    };
     let mut stopping: Option<tokio::time::Instant> = None;
     loop {
         if let Some(deadline) = stopping {
@@ -139,79 +170,16 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(50)), if stopping.is_some() => continue,
         };
         match event {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let mut l = lock(&link);
-                l.reset();
-                l.connected = true;
-                if client
-                    .try_publish(
-                        &status_topic,
-                        QoS::AtLeastOnce,
-                        true,
-                        status_payload(&params.gateway, "online"),
-                    )
-                    .is_ok()
-                {
-                    l.order.push_back(None);
-                }
-                drop(l);
-                if let Some(d) = &downlink {
-                    if let Err(e) = client.try_subscribe(d.filter(), QoS::AtLeastOnce) {
-                        tracing::error!("uplink: cannot subscribe to {}: {e}", d.filter());
-                    }
-                }
-                backoff.reset();
-                stats.uplink_connected.store(true, Ordering::Relaxed);
-                tracing::info!("uplink connected to {}", params.url);
-                wake.notify_one();
-            }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                let mut l = lock(&link);
-                if let Some(Some(key)) = l.order.pop_front() {
-                    l.by_pkid.insert(pkid, key);
-                }
-            }
-            Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                let mut l = lock(&link);
-                if let Some(key) = l.by_pkid.remove(&ack.pkid) {
-                    l.inflight = l.inflight.saturating_sub(1);
-                    drop(l);
-                    if let Err(e) = outbox.ack(key) {
-                        tracing::error!("uplink: cannot delete acknowledged record {key:?}: {e}");
-                    }
-                    Stats::inc(&stats.delivered);
-                    stats
-                        .outbox_depth
-                        .store(outbox.len() as u64, Ordering::Relaxed);
-                    wake.notify_one();
-                }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if let Some(d) = downlink.as_mut() {
-                    on_command(d, &p.topic, &p.payload, &client, &link, &outbox, &stats);
-                    wake.notify_one();
-                }
-            }
-            Ok(_) => {}
+            Ok(ev) => up.on_event(ev),
             Err(e) => {
-                {
-                    let mut l = lock(&link);
-                    let was_connected = l.connected;
-                    l.reset();
-                    eventloop.clean();
-                    eventloop.pending.clear();
-                    if was_connected {
-                        Stats::inc(&stats.uplink_reconnects);
-                    }
-                }
-                stats.uplink_connected.store(false, Ordering::Relaxed);
+                up.on_error(&mut eventloop);
                 if stopping.is_some() {
                     break;
                 }
-                let delay = backoff.next_delay();
+                let delay = up.backoff.next_delay();
                 tracing::warn!(
                     "uplink {}: {e}; reconnecting in {} ms",
-                    params.url,
+                    up.params.url,
                     delay.as_millis()
                 );
                 tokio::select! {
@@ -222,38 +190,136 @@ pub async fn run(
         }
     }
     feeder.abort();
-    if lock(&link).connected {
-        let _ = client.try_publish(
-            &status_topic,
-            QoS::AtLeastOnce,
-            true,
-            status_payload(&params.gateway, "offline"),
-        );
-        let _ = client.try_disconnect();
-        // Let the event loop write the offline status and the disconnect.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            while let Ok(ev) = eventloop.poll().await {
-                if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-    stats.uplink_connected.store(false, Ordering::Relaxed);
+    up.go_offline(&mut eventloop).await;
 }
 
-/// Verifies a command publish, answers on `cmd_result`, and stores a refusal as an event.
+impl Uplink {
+    fn on_event(&mut self, event: Event) {
+        let stats = self.records.stats();
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                let mut l = lock(&self.link);
+                l.reset();
+                l.connected = true;
+                if self
+                    .client
+                    .try_publish(
+                        &self.status_topic,
+                        QoS::AtLeastOnce,
+                        true,
+                        status_payload(&self.params.gateway, "online"),
+                    )
+                    .is_ok()
+                {
+                    l.order.push_back(None);
+                }
+                drop(l);
+                if let Some(d) = &self.downlink {
+                    if let Err(e) = self.client.try_subscribe(d.filter(), QoS::AtLeastOnce) {
+                        tracing::error!("uplink: cannot subscribe to {}: {e}", d.filter());
+                    }
+                }
+                self.backoff.reset();
+                stats.uplink_connected.store(true, Ordering::Relaxed);
+                tracing::info!("uplink connected to {}", self.params.url);
+                self.records.wake().notify_one();
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                let mut l = lock(&self.link);
+                if let Some(Some(key)) = l.order.pop_front() {
+                    l.by_pkid.insert(pkid, key);
+                }
+            }
+            Event::Incoming(Packet::PubAck(ack)) => {
+                let mut l = lock(&self.link);
+                if let Some(key) = l.by_pkid.remove(&ack.pkid) {
+                    l.inflight = l.inflight.saturating_sub(1);
+                    drop(l);
+                    let outbox = self.records.outbox();
+                    if let Err(e) = outbox.ack(key) {
+                        tracing::error!("uplink: cannot delete acknowledged record {key:?}: {e}");
+                    }
+                    Stats::inc(&stats.delivered);
+                    stats
+                        .outbox_depth
+                        .store(outbox.len() as u64, Ordering::Relaxed);
+                    self.records.wake().notify_one();
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                if let Some(d) = self.downlink.as_mut() {
+                    on_command(
+                        d,
+                        &p.topic,
+                        &p.payload,
+                        &self.client,
+                        &self.link,
+                        &self.records,
+                    );
+                    self.records.wake().notify_one();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After a connection error: forgets the publishes in flight (the feeder starts again
+    /// from the oldest record) and counts a reconnect if the link was up.
+    fn on_error(&mut self, eventloop: &mut rumqttc::EventLoop) {
+        let stats = self.records.stats();
+        {
+            let mut l = lock(&self.link);
+            let was_connected = l.connected;
+            l.reset();
+            eventloop.clean();
+            eventloop.pending.clear();
+            if was_connected {
+                Stats::inc(&stats.uplink_reconnects);
+            }
+        }
+        stats.uplink_connected.store(false, Ordering::Relaxed);
+    }
+
+    /// Publishes the retained offline status and disconnects, if connected.
+    async fn go_offline(&self, eventloop: &mut rumqttc::EventLoop) {
+        if lock(&self.link).connected {
+            let _ = self.client.try_publish(
+                &self.status_topic,
+                QoS::AtLeastOnce,
+                true,
+                status_payload(&self.params.gateway, "offline"),
+            );
+            let _ = self.client.try_disconnect();
+            // Let the event loop write the offline status and the disconnect.
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        self.records
+            .stats()
+            .uplink_connected
+            .store(false, Ordering::Relaxed);
+    }
+}
+
+/// Verifies a command publish, answers on `cmd_result`, and stores a refusal as a
+/// `command_rejected` event.
 fn on_command(
     d: &mut Downlink,
     topic_name: &str,
     payload: &[u8],
     client: &AsyncClient,
     link: &Mutex<Link>,
-    outbox: &Outbox,
-    stats: &Stats,
+    records: &Records,
 ) {
-    let out = d.handle(topic_name, payload, crate::sources::mqtt::epoch_now());
+    // A command's time is checked against the wall clock of its sender.
+    let out = d.handle(topic_name, payload, clock::wall_s());
+    let stats = records.stats();
     if out.accepted {
         Stats::inc(&stats.commands_accepted);
         tracing::info!("command accepted on {topic_name}");
@@ -272,21 +338,13 @@ fn on_command(
     }
     if let Some(ev) = out.event {
         tracing::warn!("command refused on {}: {}", ev.source, ev.message);
-        let t = topic::format(
-            outbox.gateway(),
-            &Topic::Event {
-                kind: ev.kind.clone(),
-            },
-        );
-        match crate::outbox::blocking(|| outbox.append(&t, citygate_protocols::Body::Event(ev))) {
-            Ok(_) => Stats::inc(&stats.events_out),
-            Err(e) => tracing::error!("command refusal event not stored: {e}"),
-        }
+        records.event(ev);
     }
 }
 
 /// Hands outbox records to the client, highest class first, while the connection has room.
-/// Summaries and events are paced by the drain limiter (`outbox.drain_per_s`); alerts are not.
+/// Summaries and events are paced by the drain limiter (`outbox.drain_per_s`, a token bucket
+/// on the monotonic clock); alerts are not.
 async fn feed(
     client: AsyncClient,
     link: Arc<Mutex<Link>>,
@@ -295,7 +353,7 @@ async fn feed(
     max_inflight: usize,
 ) {
     let mut durable_up_to = 0u64;
-    let mut bucket = TokenBucket::new(outbox.drain_per_s(), now_ms());
+    let mut bucket = TokenBucket::new(outbox.drain_per_s(), clock::mono_ms());
     let mut pause = Duration::from_millis(250);
     loop {
         tokio::select! {
@@ -325,9 +383,10 @@ async fn feed(
                 let mut room = max_inflight - l.inflight;
                 let paced = class != Class::Alert;
                 if paced {
-                    room = bucket.take(room, now_ms());
+                    room = bucket.take(room, clock::mono_ms());
                     if room == 0 {
-                        pause = Duration::from_millis(bucket.wait_ms(now_ms()).clamp(1, 250));
+                        pause =
+                            Duration::from_millis(bucket.wait_ms(clock::mono_ms()).clamp(1, 250));
                         break 'classes;
                     }
                 }
