@@ -321,7 +321,10 @@ pub struct PointConfig {
     #[serde(default)]
     pub offset: f64,
     /// SenML unit of the engineering value, e.g. `m`.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "citygate_protocols::unit::deserialize_registered"
+    )]
     pub unit: Option<Unit>,
     /// Report only when the engineering value moved by more than this since the last report
     /// (0: report every poll). Quality changes are always reported.
