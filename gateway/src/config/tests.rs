@@ -1072,3 +1072,31 @@ fn modbus_point_units_are_registered_ones() {
         "{e}"
     );
 }
+
+#[test]
+fn string_len_counts_registers_within_one_read() {
+    let point = |len: u16, max: u16| {
+        format!(
+            "{GATEWAY}[[sources.modbus]]\nname = \"meter-1\"\ntcp = \"127.0.0.1:502\"\n\
+             max_registers_per_request = {max}\n\
+             [[sources.modbus.points]]\nname = \"model\"\nregister = \"holding_register\"\n\
+             address = 0\ntype = \"string\"\nlen = {len}\n"
+        )
+    };
+    assert_eq!(
+        ok(&point(125, 125)).sources.modbus[0].points[0].width(),
+        125
+    );
+    let e = errors(&point(126, 125));
+    assert!(
+        e.contains(
+            "sources.modbus[0].points[0].len: type \"string\" needs `len = 1..125` (registers)"
+        ),
+        "{e}"
+    );
+    let e = errors(&point(12, 10));
+    assert!(
+        e.contains("needs 12 registers, more than one request may read (10)"),
+        "{e}"
+    );
+}
