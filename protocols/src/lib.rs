@@ -22,4 +22,4 @@ pub mod topic;
 pub use quality::Quality;
 #[cfg(feature = "std")]
 pub use record::{Body, Class, Envelope, Event, Reading, Summary};
-pub use unit::Unit;
+pub use unit::{Unit, UnknownUnits};

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
-use crate::{Quality, Reading, Unit};
+use crate::{Quality, Reading, Unit, UnknownUnits};
 
 /// The highest SenML version (`bver`) this codec understands (RFC 8428 §4.4).
 pub const SENML_VERSION: u64 = 10;
@@ -184,8 +184,17 @@ pub enum SenmlError {
     MultipleValues { index: usize },
     #[error("SenML record {index}: label `vd` is not base64url data")]
     BadData { index: usize },
-    #[error("SenML record {index}: unit `{unit}` is not a unit citygate knows")]
+    #[error(
+        "SenML record {index}: unit `{unit}` is not a registered SenML unit \
+         (this source refuses unknown units)"
+    )]
     UnknownUnit { index: usize, unit: String },
+    #[error(
+        "SenML record {index}: unit `{unit}` is not registered and cannot pass as an opaque \
+         unit (1 to {max} printable ASCII characters)",
+        max = crate::unit::OPAQUE_MAX
+    )]
+    UnfitUnit { index: usize, unit: String },
     #[error("SenML record {index}: name `{name}` has no quantity segment after a `/` or `:`")]
     NoQuantity { index: usize, name: String },
 }
@@ -594,10 +603,15 @@ fn check_name(name: &str) -> Result<(), &'static str> {
 /// The rule: the resolved name is split at its last `/` or `:`. What comes before is the
 /// sensor id, what comes after is the quantity: `int-12/det-3/count` is sensor `int-12/det-3`,
 /// quantity `count`; `urn:dev:ow:10e2073a01080063:temp` is sensor `urn:dev:ow:10e2073a01080063`,
-/// quantity `temp`. A name without such a separator, or ending in one, is an error. The unit
-/// must be one [`Unit::parse`] knows. Records whose value is not numeric (string, boolean,
+/// quantity `temp`. A name without such a separator, or ending in one, is an error. A unit
+/// outside the registries is an error, or with [`UnknownUnits::Opaque`] an opaque unit (see
+/// [`Unit::parse_or_opaque`]). Records whose value is not numeric (string, boolean,
 /// data, or a sum only) carry no reading and are skipped. Quality is [`Quality::Good`].
-pub fn readings(pack: &[Record], now: f64) -> Result<Vec<Reading>, SenmlError> {
+pub fn readings(
+    pack: &[Record],
+    now: f64,
+    unknown_units: UnknownUnits,
+) -> Result<Vec<Reading>, SenmlError> {
     resolve_indexed(pack, now)?
         .into_iter()
         .filter_map(|(index, r)| match r.value {
@@ -613,7 +627,15 @@ pub fn readings(pack: &[Record], now: f64) -> Result<Vec<Reading>, SenmlError> {
             };
             let unit = match unit {
                 None => None,
-                Some(u) => Some(Unit::parse(&u).ok_or(SenmlError::UnknownUnit { index, unit: u })?),
+                Some(u) => Some(match (Unit::parse(&u), unknown_units) {
+                    (Some(unit), _) => unit,
+                    (None, UnknownUnits::Refuse) => {
+                        return Err(SenmlError::UnknownUnit { index, unit: u })
+                    }
+                    (None, UnknownUnits::Opaque) => {
+                        Unit::parse_or_opaque(&u).ok_or(SenmlError::UnfitUnit { index, unit: u })?
+                    }
+                }),
             };
             Ok(Reading {
                 sensor,
@@ -1277,7 +1299,7 @@ mod tests {
                  {"bn":"","n":"cabinet/door","vb":false}]"#,
         )
         .unwrap();
-        let rs = readings(&pack, NOW).unwrap();
+        let rs = readings(&pack, NOW, UnknownUnits::Refuse).unwrap();
         let got: Vec<_> = rs
             .iter()
             .map(|r| {
@@ -1306,11 +1328,8 @@ mod tests {
         );
         assert!(rs.iter().all(|r| r.quality == Quality::Good));
 
-        let e = readings(
-            &decode(br#"[{"n":"a/b","u":"furlong","v":1}]"#).unwrap(),
-            NOW,
-        )
-        .unwrap_err();
+        let furlong = decode(br#"[{"n":"a/b","u":"furlong","v":1}]"#).unwrap();
+        let e = readings(&furlong, NOW, UnknownUnits::Refuse).unwrap_err();
         assert_eq!(
             e,
             SenmlError::UnknownUnit {
@@ -1319,13 +1338,37 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("furlong"));
+        let kept = readings(&furlong, NOW, UnknownUnits::Opaque).unwrap();
+        assert_eq!(
+            kept[0].unit.map(|u| u.as_str().to_owned()).as_deref(),
+            Some("furlong")
+        );
+        assert!(kept[0].unit.is_some_and(|u| u.is_opaque()));
+        let long = decode(br#"[{"n":"a/b","u":"furlongs-per-fortnight","v":1}]"#).unwrap();
+        assert_eq!(
+            readings(&long, NOW, UnknownUnits::Opaque).unwrap_err(),
+            SenmlError::UnfitUnit {
+                index: 0,
+                unit: "furlongs-per-fortnight".into()
+            }
+        );
+        // Registered units parse under either policy, secondary ones kept as sent.
+        let kmh =
+            decode(br#"[{"n":"car/speed","u":"km/h","v":36},{"n":"a/noise","u":"dB","v":61}]"#)
+                .unwrap();
+        for policy in [UnknownUnits::Refuse, UnknownUnits::Opaque] {
+            let rs = readings(&kmh, NOW, policy).unwrap();
+            assert_eq!(rs[0].unit, Some(Unit::KilometrePerHour));
+            assert_eq!(rs[0].value, 36.0);
+            assert_eq!(rs[1].unit, Some(Unit::Decibel));
+        }
         for name in ["flood", "flood/", "/x"] {
             let pack = vec![Record {
                 n: Some(name.into()),
                 v: Some(1.0),
                 ..Record::default()
             }];
-            let e = readings(&pack, NOW).unwrap_err();
+            let e = readings(&pack, NOW, UnknownUnits::Refuse).unwrap_err();
             assert!(
                 matches!(
                     e,
@@ -1364,7 +1407,7 @@ mod tests {
             String::from_utf8(encode(&pack)).unwrap(),
             r#"[{"bn":"int-12/","bt":1.7e+09,"bu":"count","n":"det-3/count","v":12},{"n":"det-4/count","t":60,"v":9}]"#
         );
-        assert_eq!(readings(&pack, NOW).unwrap(), rs);
+        assert_eq!(readings(&pack, NOW, UnknownUnits::Refuse).unwrap(), rs);
 
         let one = vec![reading(
             "flood-1",
@@ -1440,7 +1483,7 @@ mod tests {
         fn decode_never_panics_on_json_like_text(text in r#"[\[\]{}",:0-9a-z_ .eE+\-]{0,64}"#) {
             if let Ok(pack) = decode(text.as_bytes()) {
                 let _ = resolve(&pack, NOW);
-                let _ = readings(&pack, NOW);
+                let _ = readings(&pack, NOW, UnknownUnits::Refuse);
             }
         }
 
@@ -1457,7 +1500,7 @@ mod tests {
                 .map(|(s, q, v, u, t)| reading(&s, &q, v, u, t))
                 .collect();
             let pack = decode(&encode(&from_readings(&rs))).unwrap();
-            let mut back = readings(&pack, NOW).unwrap();
+            let mut back = readings(&pack, NOW, UnknownUnits::Refuse).unwrap();
             let mut want = rs.clone();
             // Resolution orders by time; compare as sets ordered the same way.
             let key = |r: &Reading| (r.time.to_bits(), r.sensor.clone(), r.quantity.clone());

@@ -5,6 +5,9 @@ Serves one register image to every unit id given, over TCP or RTU:
   input register w    = 2000 + w
   coil b / discrete b = b % 3 == 0
   holding 100..101    = f32 21.5 in ABCD order (0x41AC, 0x0000)
+  holding 195..199    = the text "CITYGATE-7", two ASCII bytes a register, high byte first;
+                        the last registers of the block, so that reading one more is refused
+                        (exception 02, illegal data address)
 Usage:
   modbus_peer.py tcp PORT
   modbus_peer.py rtu SERIAL_PATH UNIT[,UNIT...]
@@ -26,6 +29,9 @@ def device():
     hr = [1000 + w for w in range(200)]
     hr[100] = 0x41AC
     hr[101] = 0x0000
+    text = b"CITYGATE-7"
+    for i in range(5):
+        hr[195 + i] = text[2 * i] << 8 | text[2 * i + 1]
     ir = [2000 + w for w in range(200)]
     bits = [b % 3 == 0 for b in range(200)]
     # pymodbus' device context maps wire address a to block index a + 1, so the blocks start

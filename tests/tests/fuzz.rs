@@ -165,6 +165,7 @@ fn router() -> Router {
         time_path: value_path.map(|_| "t".into()),
         quantity: value_path.map(|_| "level".into()),
         unit: value_path.map(|_| "m".into()),
+        unknown_units: None,
         qos: 1,
     };
     Router::new(&[
@@ -185,7 +186,7 @@ fn router() -> Router {
 fn senml_decoder_never_panics() {
     fuzz(&senml_pack(), |bytes| {
         if let Ok(pack) = senml::decode(&bytes) {
-            if let Ok(readings) = senml::readings(&pack, NOW) {
+            if let Ok(readings) = senml::readings(&pack, NOW, Default::default()) {
                 for r in readings {
                     prop_assert!(r.value.is_finite() && r.time.is_finite());
                 }

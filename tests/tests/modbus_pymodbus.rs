@@ -16,7 +16,8 @@ use citygate_tests::modbus::{
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The peer's register image (see the script): holding w = 1000 + w, input w = 2000 + w,
-/// coil/discrete b = (b % 3 == 0), holding 100..101 = 21.5f32 ABCD.
+/// coil/discrete b = (b % 3 == 0), holding 100..101 = 21.5f32 ABCD, holding 195..199 (the
+/// last registers it serves) = "CITYGATE-7".
 fn peer_points() -> Vec<PointConfig> {
     vec![
         PointConfig::new("h0", RegisterType::HoldingRegister, 0),
@@ -152,5 +153,43 @@ async fn reads_two_pymodbus_rtu_slaves_and_reports_a_missing_one() {
     let s = h.stats();
     assert_eq!(s[0].failed_cycles, 0, "{:?}", s[0]);
     assert_eq!(s[1].failed_cycles, 0, "{:?}", s[1]);
+    h.shutdown().await;
+}
+
+/// A string point's `len` counts registers: `len = 5` over the five registers holding
+/// `CITYGATE-7` reads all ten characters (counting bytes read `CITYG`), and the point reads no
+/// register past them (the peer refuses addresses past 199, which would be a point error).
+#[tokio::test]
+async fn string_points_read_len_registers_from_a_pymodbus_server() {
+    let Some(py) = python() else { return };
+    let port = free_port();
+    let _peer = start_peer(&py, &["tcp", &port.to_string()]).await;
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(addr).await;
+    let mut d = fast_device("py-text", addr);
+    d.timeout_ms = 2000;
+    let mut text =
+        PointConfig::new("model", RegisterType::HoldingRegister, 195).with_type(DataType::String);
+    text.len = Some(5);
+    d.points = vec![text];
+    let (rt, et, mut c) = Collector::new(100);
+    let h = modbus::spawn(vec![d], rt, et).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let e = loop {
+        let e = tokio::time::timeout_at(deadline, c.events.recv())
+            .await
+            .expect("no point_text event from the string point")
+            .expect("event channel open");
+        assert_ne!(e.kind, "point_error", "{e:?}");
+        if e.kind == "point_text" {
+            break e;
+        }
+    };
+    assert_eq!(
+        (e.source.as_str(), e.message.as_str()),
+        ("py-text/model", "CITYGATE-7")
+    );
+    let s = h.device_stats("py-text").unwrap();
+    assert_eq!((s.state, s.errors), (DeviceState::Online, 0), "{s:?}");
     h.shutdown().await;
 }

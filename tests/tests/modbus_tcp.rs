@@ -45,7 +45,7 @@ async fn decodes_every_type_and_flags_out_of_range() {
     let mut bit = hr("alarm", 4).with_type(DataType::Bit);
     bit.bit = Some(3);
     let mut text = hr("model", 10).with_type(DataType::String);
-    text.len = Some(4);
+    text.len = Some(2);
     let mut temp = PointConfig::new("temp", RegisterType::InputRegister, 7);
     temp.scale = 0.1;
     d.points = vec![

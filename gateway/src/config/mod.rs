@@ -131,6 +131,9 @@ pub struct MqttSourceConfig {
     /// For `json`: the SenML unit of the value, e.g. `m`.
     #[serde(default)]
     pub unit: Option<String>,
+    /// For `senml`: what to do with a unit outside the SenML registries (default `refuse`).
+    #[serde(default)]
+    pub unknown_units: Option<citygate_protocols::UnknownUnits>,
     /// QoS of the subscription (0 or 1).
     #[serde(default = "default_qos")]
     pub qos: u8,

@@ -63,7 +63,7 @@ fn unknown_key_nested() {
         errors(&text),
         "config/x.toml:14:3: sources.mqtt[1].qos_level: unknown field `qos_level`, expected one \
          of `name`, `topic`, `format`, `sensor`, `value_path`, `time_path`, `quantity`, `unit`, \
-         `qos`"
+         `unknown_units`, `qos`"
     );
 }
 
@@ -350,6 +350,39 @@ fn unknown_unit() {
     assert_eq!(
         errors(&text),
         "config/x.toml:11:1: sources.mqtt[0].unit: unknown SenML unit `ft`"
+    );
+}
+
+#[test]
+fn unknown_units_policy() {
+    let senml = |policy: &str| {
+        format!(
+            "{GATEWAY}[[sources.mqtt]]\nname = \"a\"\ntopic = \"a/+\"\nformat = \"senml\"\n\
+             unknown_units = \"{policy}\"\n"
+        )
+    };
+    for policy in ["refuse", "opaque"] {
+        let c = ok(&senml(policy));
+        assert_eq!(
+            c.sources.mqtt[0]
+                .unknown_units
+                .map(|u| format!("{u:?}").to_lowercase()),
+            Some(policy.to_string())
+        );
+    }
+    assert!(errors(&senml("keep")).starts_with(
+        "config/x.toml:8:17: sources.mqtt[0].unknown_units: unknown variant `keep`, expected \
+         `refuse` or `opaque`"
+    ));
+    let json = format!(
+        "{GATEWAY}[[sources.mqtt]]\nname = \"flood\"\ntopic = \"field/+/water\"\nformat = \"json\"\n\
+         sensor = \"{{2}}\"\nvalue_path = \"level\"\nquantity = \"water_level\"\n\
+         unknown_units = \"opaque\"\n"
+    );
+    assert_eq!(
+        errors(&json),
+        "config/x.toml:11:1: sources.mqtt[0].unknown_units: `unknown_units` is only for `senml` \
+         sources; a `json` source's `unit` must be a registered SenML unit"
     );
 }
 
@@ -1015,6 +1048,55 @@ fn coordination_between_intersections_of_one_config_is_checked_at_both_ends() {
     ));
     assert!(
         e.contains("intersection[1].inflow[0].travel_s: intersection `int-b`: travel time 18 s from `int-a` differs from the 25 s in `int-a`'s `neighbours` entry"),
+        "{e}"
+    );
+}
+
+#[test]
+fn modbus_point_units_are_registered_ones() {
+    let point = |unit: &str| {
+        format!(
+            "{GATEWAY}[[sources.modbus]]\nname = \"meter-1\"\ntcp = \"127.0.0.1:502\"\n\
+             [[sources.modbus.points]]\nname = \"speed\"\nregister = \"holding_register\"\n\
+             address = 0\nunit = \"{unit}\"\n"
+        )
+    };
+    let c = ok(&point("km/h"));
+    assert_eq!(
+        c.sources.modbus[0].points[0].unit,
+        Some(citygate_protocols::Unit::KilometrePerHour)
+    );
+    let e = errors(&point("ft"));
+    assert!(
+        e.contains("sources.modbus[0].points[0].unit: unknown SenML unit `ft`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn string_len_counts_registers_within_one_read() {
+    let point = |len: u16, max: u16| {
+        format!(
+            "{GATEWAY}[[sources.modbus]]\nname = \"meter-1\"\ntcp = \"127.0.0.1:502\"\n\
+             max_registers_per_request = {max}\n\
+             [[sources.modbus.points]]\nname = \"model\"\nregister = \"holding_register\"\n\
+             address = 0\ntype = \"string\"\nlen = {len}\n"
+        )
+    };
+    assert_eq!(
+        ok(&point(125, 125)).sources.modbus[0].points[0].width(),
+        125
+    );
+    let e = errors(&point(126, 125));
+    assert!(
+        e.contains(
+            "sources.modbus[0].points[0].len: type \"string\" needs `len = 1..125` (registers)"
+        ),
+        "{e}"
+    );
+    let e = errors(&point(12, 10));
+    assert!(
+        e.contains("needs 12 registers, more than one request may read (10)"),
         "{e}"
     );
 }

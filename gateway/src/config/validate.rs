@@ -772,7 +772,20 @@ impl Config {
     }
 }
 
+/// `unknown_units` is a policy for the units SenML packs carry; `json` sources name their one
+/// unit in the config, which must be registered.
+fn validate_unknown_units(s: &MqttSourceConfig, at: &str, r: &mut Report) {
+    if s.unknown_units.is_some() && s.format == PayloadFormat::Json {
+        r.push(
+            format!("{at}.unknown_units"),
+            "`unknown_units` is only for `senml` sources; a `json` source's `unit` must be a \
+             registered SenML unit",
+        );
+    }
+}
+
 fn validate_mqtt_source(s: &MqttSourceConfig, at: &str, r: &mut Report) {
+    validate_unknown_units(s, at, r);
     let topic_ok = match check_topic_filter(&s.topic) {
         Ok(()) => true,
         Err(e) => {

@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn detector_payloads_are_senml() {
         let p = detector_payload(0, 1, 5, 1_700_000_000.0);
-        let rs = senml::readings(&senml::decode(&p).unwrap(), 0.0).unwrap();
+        let rs = senml::readings(&senml::decode(&p).unwrap(), 0.0, Default::default()).unwrap();
         assert_eq!(rs.len(), 2);
         assert_eq!(rs[0].time, 1_700_000_000.0);
     }

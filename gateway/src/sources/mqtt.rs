@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use citygate_protocols::{senml, Quality, Reading, Unit};
+use citygate_protocols::{senml, Quality, Reading, Unit, UnknownUnits};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +27,7 @@ pub struct Route {
     time_path: Option<Vec<String>>,
     quantity: String,
     unit: Option<Unit>,
+    unknown_units: UnknownUnits,
 }
 
 /// Why a payload was not turned into readings.
@@ -71,6 +72,7 @@ impl Route {
             time_path: c.time_path.as_deref().map(dot_path),
             quantity: c.quantity.clone().unwrap_or_default(),
             unit: c.unit.as_deref().and_then(Unit::parse),
+            unknown_units: c.unknown_units.unwrap_or_default(),
         }
     }
 
@@ -112,7 +114,7 @@ impl Route {
                     source,
                 };
                 let pack = senml::decode(payload).map_err(err)?;
-                let mut rs = senml::readings(&pack, now).map_err(err)?;
+                let mut rs = senml::readings(&pack, now, self.unknown_units).map_err(err)?;
                 if !sensor.is_empty() {
                     for r in &mut rs {
                         r.sensor.clone_from(&sensor);
@@ -279,6 +281,7 @@ mod tests {
             time_path: Some("ts".into()),
             quantity: Some("water_level".into()),
             unit: Some("m".into()),
+            unknown_units: None,
             qos: 1,
         }
     }

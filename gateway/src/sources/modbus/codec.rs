@@ -8,7 +8,8 @@ use super::config::{ByteOrder, DataType, PointConfig};
 pub enum Value {
     /// Engineering value (raw × scale + offset).
     Number(f64),
-    /// A `string` point, NUL padding removed.
+    /// A `string` point: the bytes of its `len` registers up to the first NUL, trailing
+    /// spaces removed.
     Text(String),
 }
 
@@ -99,13 +100,10 @@ pub fn raw_number(words: &[u16], ty: DataType, order: ByteOrder, bit: u8) -> Opt
 pub fn decode_registers(point: &PointConfig, words: &[u16]) -> Option<Value> {
     let ty = point.data_type();
     if ty == DataType::String {
-        let len = usize::from(point.len.unwrap_or(0));
-        let bytes = value_bytes(words.get(..len.div_ceil(2))?, point.order);
-        let text: Vec<u8> = bytes
-            .into_iter()
-            .take(len)
-            .take_while(|b| *b != 0)
-            .collect();
+        // `len` counts registers, two bytes each; the text ends at the first NUL.
+        let registers = usize::from(point.len.unwrap_or(0));
+        let bytes = value_bytes(words.get(..registers)?, point.order);
+        let text: Vec<u8> = bytes.into_iter().take_while(|b| *b != 0).collect();
         return Some(Value::Text(
             String::from_utf8_lossy(&text).trim_end().to_string(),
         ));
@@ -253,7 +251,7 @@ mod tests {
     #[test]
     fn strings_decode_in_both_byte_orders() {
         let mut p = pt(DataType::String, ByteOrder::Abcd);
-        p.len = Some(5);
+        p.len = Some(3);
         // "CityG" then padding: 'C''i' 't''y' 'G'0
         let words = [0x4369, 0x7479, 0x4700];
         assert_eq!(
@@ -267,6 +265,27 @@ mod tests {
             Some(Value::Text("CityG".into()))
         );
         assert_eq!(decode_registers(&p, &swapped[..2]), None);
+    }
+
+    #[test]
+    fn string_len_counts_registers_not_bytes() {
+        let mut p = pt(DataType::String, ByteOrder::Abcd);
+        p.len = Some(5);
+        // "CITYGATE-7" fills five registers exactly; a sixth (not part of the point) follows.
+        let words = [0x4349, 0x5459, 0x4741, 0x5445, 0x2D37, 0x5858];
+        assert_eq!(
+            decode_registers(&p, &words),
+            Some(Value::Text("CITYGATE-7".into()))
+        );
+        assert_eq!(decode_registers(&p, &words[..4]), None, "too few registers");
+        p.len = Some(8);
+        let padded = [0x4349, 0x5459, 0x4741, 0x5445, 0x2D37, 0x2020, 0, 0];
+        assert_eq!(
+            decode_registers(&p, &padded),
+            Some(Value::Text("CITYGATE-7".into())),
+            "space and NUL padding removed"
+        );
+        assert_eq!(p.width(), 8, "a string point reads `len` registers");
     }
 
     proptest! {

@@ -223,7 +223,7 @@ pub enum DataType {
     F64,
     /// One bit (`bit = 0..15`, 0 the least significant) of a register.
     Bit,
-    /// `len` bytes of text (two per register), NUL-padded.
+    /// Text in `len` registers (two bytes each), NUL- or space-padded.
     String,
 }
 
@@ -234,7 +234,7 @@ impl DataType {
             DataType::Bool | DataType::U16 | DataType::I16 | DataType::Bit => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
             DataType::U64 | DataType::I64 | DataType::F64 => 4,
-            DataType::String => len.div_ceil(2),
+            DataType::String => len,
         }
     }
 }
@@ -309,7 +309,7 @@ pub struct PointConfig {
     /// For `type = "bit"`: the bit, 0 (least significant) to 15.
     #[serde(default)]
     pub bit: Option<u8>,
-    /// For `type = "string"`: length in bytes (1–250).
+    /// For `type = "string"`: length in registers (1–125, at most one read request).
     #[serde(default)]
     pub len: Option<u16>,
     /// Byte and word order of multi-register values (and byte order of strings).
@@ -321,7 +321,10 @@ pub struct PointConfig {
     #[serde(default)]
     pub offset: f64,
     /// SenML unit of the engineering value, e.g. `m`.
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "citygate_protocols::unit::deserialize_registered"
+    )]
     pub unit: Option<Unit>,
     /// Report only when the engineering value moved by more than this since the last report
     /// (0: report every poll). Quality changes are always reported.
@@ -847,11 +850,11 @@ fn validate_point(pt: &PointConfig, d: &DeviceConfig, pp: &str, errors: &mut Vec
     }
     match t {
         DataType::String => match pt.len {
-            Some(l) if (1..=250).contains(&l) => {}
+            Some(l) if (1..=MAX_READ_REGISTERS).contains(&l) => {}
             _ => err(
                 errors,
                 format!("{pp}.len"),
-                "type \"string\" needs `len = 1..250` (bytes)",
+                format!("type \"string\" needs `len = 1..{MAX_READ_REGISTERS}` (registers)"),
             ),
         },
         _ if pt.len.is_some() => err(errors, format!("{pp}.len"), "only for type = \"string\""),
@@ -976,7 +979,7 @@ len = 12
         assert_eq!(devices[0].points[1].wire_address(), Ok(0));
         assert_eq!(devices[0].points[2].wire_address(), Ok(10));
         assert_eq!(devices[1].rtu.as_ref().unwrap().parity, Parity::Even);
-        assert_eq!(devices[1].points[1].width(), 6);
+        assert_eq!(devices[1].points[1].width(), 12);
     }
 
     #[test]
