@@ -15,6 +15,7 @@ mod env;
 mod error;
 mod load;
 mod locate;
+pub(crate) mod report;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -3,10 +3,14 @@
 //! stuck off (no vehicle for `stuck_off_s` while another detector of the same approach sees
 //! traffic) or silent (no sample for `no_data_s`). Faults begin and end as [`FaultChange`]s; the
 //! controllers see the faulty set and degrade (max recall, fixed-time for that approach).
-//! Pure: time passed in, seconds.
+//! Each change also words its own event ([`FaultChange::event`]). Pure: time passed in,
+//! seconds (the monotonic clock live).
 
 use std::fmt;
 
+use citygate_protocols::Event;
+
+use super::config::ControllerKind;
 use super::controller::DetectorSample;
 use super::model::Intersection;
 
@@ -51,6 +55,49 @@ pub struct FaultChange {
     pub kind: Option<FaultKind>,
     pub was: Option<FaultKind>,
     pub at: f64,
+}
+
+impl FaultChange {
+    /// The `detector_fault` or `detector_recovered` event of this change (`None` for an
+    /// unknown detector), naming the approaches it degrades and how the controller copes.
+    pub fn event(&self, m: &Intersection) -> Option<Event> {
+        let c = self;
+        let det = m.detectors.get(c.detector)?;
+        let approaches: Vec<&str> = det
+            .groups
+            .iter()
+            .filter_map(|&g| m.groups.get(g).map(|x| x.approach.as_str()))
+            .collect();
+        let message = match (c.kind, c.was) {
+            (Some(k), _) => format!(
+                "detector {} {k}: approach {} degraded ({})",
+                det.id,
+                approaches.join(", "),
+                match m.controller {
+                    ControllerKind::FixedTime => "keeps its last measured flow",
+                    ControllerKind::MaxPressure => "assumed queue, served like fixed-time",
+                    _ => "maximum-green recall",
+                }
+            ),
+            (None, Some(k)) => format!("detector {} recovered (was {k})", det.id),
+            (None, None) => return None,
+        };
+        let kind = if c.kind.is_some() {
+            "detector_fault"
+        } else {
+            "detector_recovered"
+        };
+        let mut e = Event {
+            kind: kind.to_string(),
+            source: format!("{}/{}", m.id, det.id),
+            message,
+            time: c.at,
+        };
+        if let Some(k) = c.kind {
+            e.message.push_str(&format!(" [{}]", k.as_str()));
+        }
+        Some(e)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,8 @@
 //! behind one trait (`controller`: fixed-time Webster, actuated, max-pressure), the safety
 //! supervisor that stands between every controller and every output (`safety`), the detector
 //! fault monitor (`faults`) and one intersection's runtime (`runtime`). Everything here is
-//! pure and deterministic with time passed in; `run.rs` feeds readings and actuates.
+//! pure and deterministic with time passed in; `live` is the shell `run.rs` feeds readings
+//! and ticks through, on the monotonic clock (wall time only on what leaves).
 //! See `docs/signals.md`.
 
 pub mod actuated;

@@ -2,7 +2,9 @@
 //! `source`), the fault monitor watches them, the controller (or a named plan asked for by
 //! `[hazard]`) proposes, the safety supervisor decides, and each tick yields the signal-group
 //! states, the stage command for the field controller and the events for the uplink.
-//! Pure: time is passed in (seconds since the epoch live, simulation seconds under test).
+//! Pure: time is passed in, on one clock for every timer and for the events' times: the
+//! monotonic clock live (`live` stamps the events that leave with wall time), simulation
+//! seconds under SUMO and test.
 //!
 //! Readings: a detector's `quantity` is a vehicle count over `interval_s`, held as a flow
 //! until the next value (the firmware reports counts per closed interval, on change);
@@ -23,7 +25,7 @@ use citygate_protocols::{Event, Quality, Reading};
 use super::actuated::Actuated;
 use super::config::ControllerKind;
 use super::controller::{Controller, Decision, DetectorSample, PlannedFlow, View};
-use super::faults::{FaultChange, FaultMonitor};
+use super::faults::FaultMonitor;
 use super::fixed_time::{FixedTime, PlanController};
 use super::max_pressure::MaxPressure;
 use super::model::{Actuation, Intersection};
@@ -55,7 +57,7 @@ pub struct TickOutput {
     pub stage: usize,
     /// The stage (target) changed in this tick.
     pub stage_changed: bool,
-    /// Events for the uplink.
+    /// Events for the uplink, timed on the runtime's clock.
     pub events: Vec<Event>,
 }
 
@@ -484,9 +486,11 @@ impl IntersectionRuntime {
             .as_mut()
             .map(|m| m.tick(now))
             .unwrap_or_default();
-        for c in changes {
-            self.fault_event(c);
-        }
+        let fault_events: Vec<Event> = changes
+            .iter()
+            .filter_map(|c| c.event(&self.model))
+            .collect();
+        self.pending_events.extend(fault_events);
         let faulty = self
             .monitor
             .as_ref()
@@ -555,46 +559,6 @@ impl IntersectionRuntime {
             stage_changed,
             events: std::mem::take(&mut self.pending_events),
         }
-    }
-
-    fn fault_event(&mut self, c: FaultChange) {
-        let Some(det) = self.model.detectors.get(c.detector) else {
-            return;
-        };
-        let approaches: Vec<&str> = det
-            .groups
-            .iter()
-            .filter_map(|&g| self.model.groups.get(g).map(|x| x.approach.as_str()))
-            .collect();
-        let message = match (c.kind, c.was) {
-            (Some(k), _) => format!(
-                "detector {} {k}: approach {} degraded ({})",
-                det.id,
-                approaches.join(", "),
-                match self.model.controller {
-                    ControllerKind::FixedTime => "keeps its last measured flow",
-                    ControllerKind::MaxPressure => "assumed queue, served like fixed-time",
-                    _ => "maximum-green recall",
-                }
-            ),
-            (None, Some(k)) => format!("detector {} recovered (was {k})", det.id),
-            (None, None) => return,
-        };
-        let kind = if c.kind.is_some() {
-            "detector_fault"
-        } else {
-            "detector_recovered"
-        };
-        let mut e = Event {
-            kind: kind.to_string(),
-            source: format!("{}/{}", self.model.id, det.id),
-            message,
-            time: c.at,
-        };
-        if let Some(k) = c.kind {
-            e.message.push_str(&format!(" [{}]", k.as_str()));
-        }
-        self.pending_events.push(e);
     }
 
     /// The command block to write now (Modbus actuation), with a new sequence value; `None`

@@ -61,25 +61,24 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        // The signal runtime takes wall seconds today; its owner moves it onto `clock::Now`.
         tokio::select! {
             m = inputs.from_rules.recv() => match m {
-                Some(SignalInput::Reading(r)) => signals.on_reading(&r, clock::wall_s()),
+                Some(SignalInput::Reading(r)) => signals.on_reading(&r, clock::Now::read()),
                 Some(SignalInput::EmergencyPlan { intersection, plan, active }) => {
-                    signals.emergency_plan(&intersection, &plan, active, clock::wall_s());
+                    signals.emergency_plan(&intersection, &plan, active, clock::Now::read());
                 }
                 None => break,
             },
             Some(c) = next(&mut inputs.commands) => {
-                apply_command(&mut signals, &records, &c, clock::wall_s());
+                apply_command(&mut signals, &records, &c, clock::Now::read());
             }
             Some(flows) = next(&mut inputs.peers) => signals.on_peer_flows(&flows),
-            (i, result) = signals.next_result() => signals.on_result(i, result, clock::wall_s()),
+            (i, result) = signals.next_result() => signals.on_result(i, result, clock::Now::read()),
             _ = tick.tick() => {
                 if signals.is_empty() {
                     continue;
                 }
-                let now = clock::wall_s();
+                let now = clock::Now::read();
                 let (events, publish) = signals.tick(now);
                 for e in events {
                     records.event(e);
@@ -97,7 +96,7 @@ pub async fn run(
 
 /// Carries out one verified command and reports the outcome on the uplink as a
 /// `command_applied` or `command_failed` event naming the command's nonce.
-fn apply_command(signals: &mut Signals, records: &Records, cmd: &Command, now: f64) {
+fn apply_command(signals: &mut Signals, records: &Records, cmd: &Command, now: clock::Now) {
     let outcome = Action::from_command(cmd)
         .map_err(|e| (String::from("-"), e.to_string()))
         .and_then(|a| {
@@ -115,6 +114,6 @@ fn apply_command(signals: &mut Signals, records: &Records, cmd: &Command, now: f
         kind: kind.into(),
         source,
         message: format!("{} ({}): {message}", cmd.name, cmd.nonce),
-        time: now,
+        time: now.wall,
     });
 }

@@ -40,6 +40,8 @@
 
 use serde::Deserialize;
 
+use crate::config::report::Report;
+
 use citygate_protocols::cap::{Category, Certainty, ResponseType, Severity, Status, Urgency};
 
 /// `[hazard]`
@@ -316,37 +318,6 @@ pub struct EmergencyPlanConfig {
 /// One configuration problem, with its key path (the gateway config's own error type).
 pub use crate::config::ValidationError as ConfigError;
 
-struct Errors(Vec<ConfigError>);
-
-impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError::new(path, message));
-    }
-
-    fn positive(&mut self, path: String, v: f64) {
-        if !(v.is_finite() && v > 0.0) {
-            self.push(path, format!("must be a number > 0, got {v}"));
-        }
-    }
-
-    fn non_negative(&mut self, path: String, v: f64) {
-        if !(v.is_finite() && v >= 0.0) {
-            self.push(path, format!("must be a number ≥ 0, got {v}"));
-        }
-    }
-
-    fn text(&mut self, path: String, v: &str) {
-        if v.trim().is_empty() {
-            self.push(path, "must not be empty");
-        } else if v
-            .chars()
-            .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
-        {
-            self.push(path, "must not contain control characters");
-        }
-    }
-}
-
 fn is_name(s: &str, extra: &[char]) -> bool {
     !s.is_empty()
         && s.chars()
@@ -356,7 +327,7 @@ fn is_name(s: &str, extra: &[char]) -> bool {
 impl HazardConfig {
     /// Checks everything serde cannot; paths start with `hazard`.
     pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
-        let mut e = Errors(Vec::new());
+        let mut e = Report::new();
         if self.sender.is_empty()
             || self
                 .sender
@@ -410,15 +381,11 @@ impl HazardConfig {
             }
             validate_group(&mut e, &p, g);
         }
-        if e.0.is_empty() {
-            Ok(())
-        } else {
-            Err(e.0)
-        }
+        e.into_result()
     }
 }
 
-fn validate_group(e: &mut Errors, p: &str, g: &GroupConfig) {
+fn validate_group(e: &mut Report, p: &str, g: &GroupConfig) {
     if !is_name(&g.id, &[]) {
         e.push(format!("{p}.id"), "must be letters, digits, `_` or `-`");
     }
@@ -555,7 +522,7 @@ fn validate_group(e: &mut Errors, p: &str, g: &GroupConfig) {
     }
 }
 
-fn validate_area(e: &mut Errors, p: &str, a: &AreaConfig) {
+fn validate_area(e: &mut Report, p: &str, a: &AreaConfig) {
     e.text(format!("{p}.desc"), &a.desc);
     let point_ok =
         |la: f64, lo: f64| (-90.0..=90.0).contains(&la) && (-180.0..=180.0).contains(&lo);
