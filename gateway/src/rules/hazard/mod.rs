@@ -1,7 +1,13 @@
 //! Disaster alert rules: a pure, deterministic state machine from sensor readings to CAP 1.2
 //! alert lifecycles, sensor-fault events and local actions.
 //!
-//! Per group of sensors, each cycle (a reading or a tick) does:
+//! A reading runs a cycle of the groups that watch its sensor (an index sensor → groups);
+//! what time alone changes (silence, stuck, persistence, windows sliding, delayed updates,
+//! renewals) runs from a timer queue ([`schedule`]): every group whose deadline has come runs
+//! a cycle on the next reading or tick. So a reading costs the same whatever the number of
+//! groups, and the outputs are those of a cycle of every group on every call.
+//!
+//! Per group of sensors, each cycle does:
 //! 1. **Faults.** A sensor that is out of range, silent, stuck while the others move, or far
 //!    from the group median is reported once per onset and once on recovery
 //!    ([`HazardOutput::SensorFault`]) and left out of the vote.
@@ -32,6 +38,9 @@
 
 pub mod config;
 pub mod message;
+#[cfg(test)]
+mod model;
+mod schedule;
 mod sensor;
 #[cfg(test)]
 mod tests;
@@ -47,6 +56,7 @@ pub use config::{
 };
 pub use sensor::FaultKind;
 
+use schedule::Timers;
 use sensor::SensorState;
 
 /// Largest `now` accepted (about the year 8300; CAP times stop at 9999).
@@ -160,6 +170,10 @@ pub struct HazardEngine {
     started: Option<f64>,
     last_now: f64,
     incident_floor: u64,
+    /// Deadlines of time-driven work per group; every group runs at the first call.
+    timers: Timers,
+    /// Groups to run in this call (scratch, kept to avoid an allocation per reading).
+    run: Vec<usize>,
 }
 
 impl std::fmt::Debug for HazardEngine {
@@ -176,7 +190,7 @@ impl HazardEngine {
     pub fn new(cfg: HazardConfig) -> Result<Self, Vec<ConfigError>> {
         cfg.validate()?;
         let mut index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-        let groups = cfg
+        let groups: Vec<GroupState> = cfg
             .groups
             .iter()
             .enumerate()
@@ -199,6 +213,10 @@ impl HazardEngine {
                 }
             })
             .collect();
+        let mut timers = Timers::new(groups.len());
+        for gi in 0..groups.len() {
+            timers.set(gi, Some(0.0));
+        }
         Ok(HazardEngine {
             cfg,
             groups,
@@ -206,6 +224,8 @@ impl HazardEngine {
             started: None,
             last_now: f64::NEG_INFINITY,
             incident_floor: 0,
+            timers,
+            run: Vec::new(),
         })
     }
 
@@ -246,27 +266,41 @@ impl HazardEngine {
             .collect()
     }
 
-    /// Takes one reading (other sensors and quantities are ignored) and runs a cycle.
+    /// Takes one reading (other sensors and quantities are ignored) and runs a cycle of the
+    /// groups that watch its sensor and of every group whose time-driven work is due.
     pub fn on_reading(&mut self, r: &Reading, now: f64) -> Vec<HazardOutput> {
         let Some(now) = self.clock(now) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        let targets = self.index.get(&r.sensor).cloned().unwrap_or_default();
-        for (gi, si) in targets {
+        let mut run = std::mem::take(&mut self.run);
+        run.clear();
+        let targets = self.index.get(&r.sensor).map_or(0, Vec::len);
+        for i in 0..targets {
+            let Some(&(gi, si)) = self.index.get(&r.sensor).and_then(|t| t.get(i)) else {
+                break;
+            };
             self.ingest(gi, si, r, now, &mut out);
+            run.push(gi);
         }
-        self.cycle(now, &mut out);
+        self.timers.due(now, &mut run);
+        self.cycle(&mut run, now, &mut out);
+        self.run = run;
         out
     }
 
-    /// Runs a cycle without a reading: silence, windows sliding, delayed updates.
+    /// Runs the cycles that are due without a reading: silence, windows sliding, delayed
+    /// updates, renewals.
     pub fn tick(&mut self, now: f64) -> Vec<HazardOutput> {
         let Some(now) = self.clock(now) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        self.cycle(now, &mut out);
+        let mut run = std::mem::take(&mut self.run);
+        run.clear();
+        self.timers.due(now, &mut run);
+        self.cycle(&mut run, now, &mut out);
+        self.run = run;
         out
     }
 
@@ -336,18 +370,32 @@ impl HazardEngine {
         st.push(g, v, now);
     }
 
-    fn cycle(&mut self, now: f64, out: &mut Vec<HazardOutput>) {
+    /// Runs a cycle of the groups in `run` (in configuration order, each once) and schedules
+    /// their next time-driven work.
+    fn cycle(&mut self, run: &mut Vec<usize>, now: f64, out: &mut Vec<HazardOutput>) {
+        run.sort_unstable();
+        run.dedup();
         let started = self.started.unwrap_or(now);
-        for gi in 0..self.groups.len() {
-            let (Some(g), Some(gs)) = (self.cfg.groups.get(gi), self.groups.get_mut(gi)) else {
+        for &gi in run.iter() {
+            self.cycle_group(gi, started, now, out);
+            let (Some(g), Some(gs)) = (self.cfg.groups.get(gi), self.groups.get(gi)) else {
                 continue;
             };
-            update_faults(g, gs, started, now, out);
-            vote(g, gs, now, out);
-            persist(g, gs, now);
-            let floor = self.incident_floor;
-            message::reconcile(&self.cfg, g, gs, floor, now, out);
+            let next = schedule::next_deadline(&self.cfg, g, gs, started, now);
+            self.timers.set(gi, next);
         }
+    }
+
+    /// One cycle of group `gi`: faults, vote, persistence, lifecycle.
+    fn cycle_group(&mut self, gi: usize, started: f64, now: f64, out: &mut Vec<HazardOutput>) {
+        let (Some(g), Some(gs)) = (self.cfg.groups.get(gi), self.groups.get_mut(gi)) else {
+            return;
+        };
+        update_faults(g, gs, started, now, out);
+        vote(g, gs, now, out);
+        persist(g, gs, now);
+        let floor = self.incident_floor;
+        message::reconcile(&self.cfg, g, gs, floor, now, out);
     }
 }
 

@@ -138,6 +138,11 @@ impl SensorState {
         }
     }
 
+    /// Arrival time of the oldest sample kept (rate of change, accumulation).
+    pub fn oldest_sample(&self) -> Option<f64> {
+        self.history.front().map(|&(t, _)| t)
+    }
+
     /// The rule's value at `now`, or `None` before the first usable reading.
     pub fn value(&mut self, g: &GroupConfig, now: f64) -> Option<f64> {
         let last = self.last_value?;

@@ -1006,3 +1006,125 @@ fn alert_envelopes_fit_the_mqtt_packet_limit() {
     assert_eq!(sizes[sizes.len() - 1].2, message::MAX_REFERENCES);
     assert!(max < 8 * 1024, "envelope of {max} bytes");
 }
+
+/// Two more groups for the scheduling property: one sharing a sensor with `underpass`, one
+/// of a single sensor with no persistence (as in the scale benchmark).
+const MORE_GROUPS: &str = r#"
+[[groups]]
+id = "creek"
+sensors = ["flood-2", "other", "creek-1"]
+quantity = "water_level"
+rule = { kind = "accumulation", window_s = 120, input = "increment" }
+k = 1
+persistence_s = 15
+event = "Flood"
+area = { desc = "Creek" }
+faults = { silent_after_s = 200, stuck_after_s = 100, max_deviation = 0.5, deviation_hold_s = 20 }
+
+[[groups.levels]]
+name = "advisory"
+raise = 1.0
+clear = 0.8
+urgency = "Expected"
+severity = "Moderate"
+certainty = "Observed"
+headline = "Creek rising"
+
+[[groups]]
+id = "solo"
+sensors = ["creek-1"]
+quantity = "water_level"
+rule = { kind = "threshold" }
+k = 1
+persistence_s = 0
+event = "Flood"
+area = { desc = "Solo" }
+faults = { silent_after_s = 300 }
+
+[[groups.levels]]
+name = "advisory"
+raise = 0.5
+clear = 0.45
+urgency = "Expected"
+severity = "Moderate"
+certainty = "Observed"
+headline = "Solo"
+"#;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    /// The timer-queue engine gives the same outputs, call by call, as the model that runs
+    /// every group on every call, on random traces over three groups (shared sensors, every
+    /// rule kind, faults, persistence, storm limit, renewals).
+    #[test]
+    fn indexed_engine_matches_the_full_cycle_model(
+        steps in proptest::collection::vec(step(), 1..400),
+        kind in 0u8..3,
+        interval in prop_oneof![Just(1.0), Just(60.0), Just(300.0)],
+    ) {
+        let text = FLOOD
+            .replace("persistence_s = 60", "persistence_s = 30")
+            .replace("min_update_interval_s = 300", &format!("min_update_interval_s = {interval}\nexpires_s = 1200"))
+            .replace(
+                "stuck_after_s = 900 }",
+                "stuck_after_s = 900, max_deviation = 0.3, deviation_hold_s = 30 }",
+            )
+            .replace(
+                r#"rule = { kind = "threshold" }"#,
+                match kind {
+                    0 => r#"rule = { kind = "threshold" }"#,
+                    1 => r#"rule = { kind = "rate_of_change", window_s = 300 }"#,
+                    _ => r#"rule = { kind = "accumulation", window_s = 600, input = "counter" }"#,
+                },
+            ) + MORE_GROUPS;
+        let mut e = engine(&text);
+        let mut m = model::FullCycleEngine::new(parse(&text));
+        e.set_incident_floor(7);
+        m.set_incident_floor(7);
+        let sensors = ["flood-1", "flood-2", "creek-1", "other"];
+        let mut t = T0;
+        for (i, s) in steps.iter().enumerate() {
+            let (got, want) = match s {
+                Step::Reading { dt, sensor, value, quality } => {
+                    t += dt;
+                    let mut r = reading(sensors[*sensor], "water_level", *value, t);
+                    r.quality = match quality { 0 => Quality::Stale, 1 => Quality::OutOfRange, 2 => Quality::CommError, _ => Quality::Good };
+                    (e.on_reading(&r, t), m.on_reading(&r, t))
+                }
+                Step::Tick { dt } => {
+                    t += dt;
+                    (e.tick(t), m.tick(t))
+                }
+            };
+            prop_assert_eq!(got, want, "step {} at t = {}", i, t);
+        }
+        prop_assert_eq!(e.status(), m.status());
+        prop_assert!(e.timers.len() <= steps.len() + 3);
+    }
+}
+
+/// A reading runs only the groups of its sensor: with 10,000 single-sensor groups, a reading
+/// of one sensor leaves every other group's deadline where it was (the heap holds one entry
+/// per group, plus the stale one of the group rescheduled) and outputs only its own group's alert.
+#[test]
+fn a_reading_runs_only_the_groups_of_its_sensor() {
+    let mut text =
+        String::from("sender = \"s@x\"\nidentifier_prefix = \"gw\"\nmin_update_interval_s = 1\n");
+    for i in 0..10_000 {
+        text.push_str(&format!(
+            "[[groups]]\nid = \"g{i}\"\nsensors = [\"s{i}\"]\nquantity = \"q\"\nrule = {{ kind = \"threshold\" }}\npersistence_s = 0\nevent = \"E\"\narea = {{ desc = \"A\" }}\n[[groups.levels]]\nname = \"high\"\nraise = 100.0\nclear = 90.0\nurgency = \"Expected\"\nseverity = \"Moderate\"\ncertainty = \"Observed\"\nheadline = \"h\"\n"
+        ));
+    }
+    let mut e = engine(&text);
+    assert!(e.tick(T0).is_empty());
+    let base = e.timers.len();
+    assert_eq!(
+        base, 10_000,
+        "the first call runs and reschedules every group once"
+    );
+    let out = e.on_reading(&reading("s42", "q", 150.0, T0 + 1.0), T0 + 1.0);
+    let groups: Vec<&str> = alerts(&out).iter().map(|a| a.group.as_str()).collect();
+    assert_eq!(groups, ["g42"]);
+    assert_eq!(e.timers.len(), base + 1);
+}
