@@ -102,8 +102,12 @@ pub struct Core {
     green: Vec<bool>,
     /// Per group: when its green (without a break) began.
     green_since: Vec<Option<f64>>,
-    /// Per group: when it was last seen green.
-    last_green: Vec<Option<f64>>,
+    /// Per group: when it was last served (green with the right of way, or less than half a
+    /// vehicle queued).
+    last_served: Vec<Option<f64>>,
+    /// The saturated regime (see [`Problem::saturated`]), with hysteresis on what the last
+    /// plan left queued at its horizon.
+    saturated: bool,
     /// Per group: stop-bar counts since the last decision.
     departed: Vec<f64>,
     /// Per group: the queue at the last decision.
@@ -128,7 +132,8 @@ impl Core {
         Core {
             green: vec![false; layout.groups],
             green_since: vec![None; layout.groups],
-            last_green: vec![None; layout.groups],
+            last_served: vec![None; layout.groups],
+            saturated: false,
             departed: vec![0.0; layout.groups],
             last_queue: vec![0.0; layout.groups],
             measured: vec![vec![(0.0, 0); layout.groups]; layout.stages.len()],
@@ -205,6 +210,18 @@ impl Core {
                 }
             }
         }
+        // served: green with the right of way (a group giving way, only once its queue is
+        // gone)
+        let served: Vec<bool> = (0..l.groups)
+            .map(|g| {
+                let gives_way = l
+                    .opposed_by
+                    .get(stage)
+                    .and_then(|o| o.get(g))
+                    .is_some_and(|o| !o.is_empty());
+                self.green_since[g].is_some() && !in_transition && !gives_way
+            })
+            .collect();
         self.departed.iter_mut().for_each(|x| *x = 0.0);
         self.last_running = (!in_transition).then_some(stage);
         self.est.tick(&self.green, now);
@@ -231,13 +248,13 @@ impl Core {
                     .collect()
             })
             .collect();
-        for (g, last) in self.last_green.iter_mut().enumerate() {
-            if self.green_since[g].is_some() || last.is_none() {
+        for (g, last) in self.last_served.iter_mut().enumerate() {
+            if served[g] || queue[g] < 0.5 || last.is_none() {
                 *last = Some(now);
             }
         }
-        let red_for: Vec<f64> = self
-            .last_green
+        let unserved_for: Vec<f64> = self
+            .last_served
             .iter()
             .map(|t| t.map_or(0.0, |t| (now - t).max(0.0)))
             .collect();
@@ -264,25 +281,36 @@ impl Core {
             green_for,
             startup_lost_s: STARTUP_LOST_S,
             leftover_wait_s: l.leftover_wait_s(),
-            red_for: &red_for,
+            unserved_for: &unserved_for,
             wait_scale_s: l.min_cycle_s(),
+            max_wait_s: l.horizon_s(),
+            saturated: self.saturated,
             cluster_gap_s: l.cluster_gap_s,
             opposed_by: &l.opposed_by,
             sneakers: &l.lanes,
         }
         .solve();
+        // saturated once the plan leaves more queued at its horizon than a vehicle per lane
+        // of the intersection, and no longer once that halves
+        let lanes: f64 = l.lanes.iter().sum::<f64>().max(1.0);
+        self.saturated = if self.saturated {
+            plan.left > 0.5 * lanes
+        } else {
+            plan.left > lanes
+        };
         let choice = match plan.next {
             Some(j) if plan.hold_s <= 0.0 && green_for >= l.min_green[stage] => Choice::Switch(j),
             _ => Choice::Hold,
         };
         let queued: f64 = queue.iter().sum();
+        let regime = if self.saturated { ", saturated" } else { "" };
         self.explain = match choice {
             Choice::Hold => format!(
-                "hold stage {stage} {:.0} s more ({queued:.1} queued, plan delay {:.0} veh-s)",
+                "hold stage {stage} {:.0} s more ({queued:.1} queued, plan delay {:.0} veh-s{regime})",
                 plan.hold_s, plan.cost
             ),
             Choice::Switch(j) => format!(
-                "switch to stage {j} ({queued:.1} queued, plan delay {:.0} veh-s)",
+                "switch to stage {j} ({queued:.1} queued, plan delay {:.0} veh-s{regime})",
                 plan.cost
             ),
         };
