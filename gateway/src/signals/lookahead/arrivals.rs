@@ -255,10 +255,10 @@ impl Estimator {
         self.last_tick = Some(now);
         let a = (dt / self.params.flow_window_s.max(dt)).min(1.0);
         let standing = self.standing(now);
-        for g in 0..self.groups {
-            if standing[g] > 0.0 {
+        for (g, &stood) in standing.iter().enumerate() {
+            if stood > 0.0 {
                 // the detector cannot see the arrivals: keep the flow, queue it unseen
-                self.hidden[g] += standing[g] * self.flow[g] * dt;
+                self.hidden[g] += stood * self.flow[g] * dt;
             } else {
                 self.flow[g] += a * (self.pending[g] / dt - self.flow[g]);
             }
@@ -571,10 +571,7 @@ mod tests {
         }
         let before = (e.queue(0, 1000.0), e.queue(1, 1000.0));
         e.on_count(3, 10.0, 700.0);
-        let got = (
-            e.queue(0, 1000.0) - before.0,
-            e.queue(1, 1000.0) - before.1,
-        );
+        let got = (e.queue(0, 1000.0) - before.0, e.queue(1, 1000.0) - before.1);
         assert!(got.1 > 9.0 && got.0 < 1.0, "{got:?}");
     }
 
@@ -584,7 +581,7 @@ mod tests {
         // group 0 flows at 0.5 veh/s for a while
         for t in 0..200 {
             let t = t as f64;
-            if t as u64 % 2 == 0 {
+            if (t as u64).is_multiple_of(2) {
                 e.on_count(1, 1.0, t);
                 e.on_count(0, 1.0, t + 10.0);
             }
@@ -600,8 +597,14 @@ mod tests {
             e.tick(&[false, false], t + 0.9);
         }
         let q1 = e.queue(0, 261.0);
-        assert!(q1 - q0 > 0.5 * flow * 50.0, "grew {q0} -> {q1} at flow {flow}");
-        assert!((e.flow(0) - flow).abs() < 0.05, "flow kept while it cannot be measured");
+        assert!(
+            q1 - q0 > 0.5 * flow * 50.0,
+            "grew {q0} -> {q1} at flow {flow}"
+        );
+        assert!(
+            (e.flow(0) - flow).abs() < 0.05,
+            "flow kept while it cannot be measured"
+        );
         // a detector that is occupied but keeps counting (slow traffic) hides nothing
         let mut f = est();
         for t in 0..60 {
