@@ -12,8 +12,8 @@
 # matters most, from moderate demand to well beyond capacity.
 #   P1-P4  one intersection (D1's geometry), D1's time-varying demand x 1.0, 1.3, 1.6, 2.0
 #   C1-C4  a corridor of 3 signals 250 m apart, D2's demand x 1.0, 1.4, 1.8, 2.2
-#   L1     P2's demand (x 1.3) with the inner through lane of the north approach closed
-#          from 1200 s to 2400 s (a broken-down vehicle or works: a SUMO rerouter)
+#   L1     P2's demand (x 1.3) with the inner through lane of the north approach closed at the
+#          stop line from 1200 s to 2400 s (a broken-down vehicle or works: a SUMO rerouter)
 #   G1,G2  a 3x3 grid 200 m apart, tidal demand (tests/py/grid_demand.py) x 1.0 and x 1.5
 #
 #   tests/sumo-heldout.sh [--seeds 1-5] [--jobs 2] [--controller-name citygate-look-ahead]
@@ -91,8 +91,8 @@ build() {
       if [ "$name" = L1 ]; then
         cat >"$d/extra.add.xml" <<'ADD'
 <additional>
-  <rerouter id="closure" edges="top0A0">
-    <interval begin="1200" end="2400"><closingLaneReroute id="top0A0_1" disallow="all"/></interval>
+  <rerouter id="closure" edges="top0A0 top0A0.240.00">
+    <interval begin="1200" end="2400"><closingLaneReroute id="top0A0.240.00_1" disallow="all"/></interval>
   </rerouter>
 </additional>
 ADD

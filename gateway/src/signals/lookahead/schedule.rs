@@ -308,6 +308,28 @@ impl Problem<'_> {
         since
     }
 
+    /// The latest ends (seconds from `start`, the start of stage `s`'s green) that still let a
+    /// following stage run its min green for the groups `s` hands on to it within their own
+    /// max green (`since(g)`: when group `g`'s green began). Without these candidates, a
+    /// green held to its max green (the saturated regime) would leave no room for a
+    /// protected turn after the permitted one.
+    fn handover_ends(&self, s: usize, start: f64, since: &dyn Fn(usize) -> f64) -> Vec<usize> {
+        let mut out = Vec::new();
+        for j in (0..self.stages.len()).filter(|&j| j != s) {
+            let lo = steps(self.min_green.get(j).copied().unwrap_or(0.0), 1) as f64;
+            let ig = self.ig(s, j) as f64;
+            let latest = self.stages[s]
+                .iter()
+                .filter(|&&g| self.in_stage(j, g))
+                .map(|&g| self.group_room(g, since(g), start) - ig - lo)
+                .fold(f64::INFINITY, f64::min);
+            if latest.is_finite() && latest >= 0.0 {
+                out.push(latest.floor() as usize);
+            }
+        }
+        out
+    }
+
     /// Vehicles queued for stage `s`'s groups plus those arriving in second `t`.
     fn stage_load(&self, s: usize, q: &[f64], t: usize) -> f64 {
         self.stages[s]
@@ -423,7 +445,22 @@ impl Problem<'_> {
         let mut cost = 0.0;
         let mut ends = ClusterEnds::default();
         let mut found = 0;
-        if min_rem == 0 && (!self.saturated || self.cleared(c, &q) || max_rem == 0) {
+        let handover = if self.saturated {
+            let had = |g: usize| {
+                -self
+                    .group_green_for
+                    .get(g)
+                    .copied()
+                    .unwrap_or(0.0)
+                    .max(done)
+            };
+            self.handover_ends(c, 0.0, &had)
+        } else {
+            Vec::new()
+        };
+        let now_ok =
+            !self.saturated || self.cleared(c, &q) || max_rem == 0 || handover.contains(&0);
+        if min_rem == 0 && now_ok {
             offer(
                 &mut best,
                 c,
@@ -449,6 +486,7 @@ impl Problem<'_> {
                 finals.push(label());
             } else if (d == min_rem && (!self.saturated || self.cleared(c, &q)))
                 || d == max_rem
+                || handover.contains(&d)
                 || (d > min_rem && cluster_end && found < MAX_CANDIDATES)
             {
                 if d > min_rem && cluster_end {
@@ -575,6 +613,17 @@ impl Problem<'_> {
         if hi < lo {
             return;
         }
+        let handover = if self.saturated {
+            let since = |g: usize| {
+                self.in_stage(s, g)
+                    .then(|| self.green_since(&l.greens, g))
+                    .flatten()
+                    .unwrap_or(start as f64)
+            };
+            self.handover_ends(j, start as f64, &since)
+        } else {
+            Vec::new()
+        };
         let mut ends = ClusterEnds::default();
         let mut found = 0;
         let last = hi.min(h - start);
@@ -585,8 +634,11 @@ impl Problem<'_> {
             let cluster_end = ends.end(self.cleared(j, &q), || self.quiet(j, u + 1, gap));
             let end = start + d;
             let at_min = d == lo && (!self.saturated || self.cleared(j, &q));
-            let take =
-                end == h || at_min || d == hi || (d > lo && cluster_end && found < MAX_CANDIDATES);
+            let take = end == h
+                || at_min
+                || d == hi
+                || (d > lo && handover.contains(&d))
+                || (d > lo && cluster_end && found < MAX_CANDIDATES);
             if !take {
                 continue;
             }
