@@ -443,6 +443,32 @@ impl Estimator {
                 .sum::<f64>()
     }
 
+    /// How long the first vehicle queued for group `g` has been at the stop line (s; 0 with
+    /// less than half a vehicle queued): the expected arrival of the oldest vehicle not yet
+    /// counted out, or, without an upstream detector, how long the stop bar has been occupied.
+    pub fn oldest_wait(&self, g: usize, now: f64) -> f64 {
+        if g >= self.groups || self.queue(g, now) < 0.5 {
+            return 0.0;
+        }
+        if !self.upstream[g] {
+            return self
+                .detectors
+                .iter()
+                .enumerate()
+                .filter(|(i, d)| {
+                    d.role == Role::StopBar
+                        && d.groups.contains(&g)
+                        && self.last_occupied[*i] >= now - 1.0
+                })
+                .map(|(i, _)| now - self.occupied_since[i])
+                .fold(0.0, f64::max);
+        }
+        self.expected[g]
+            .front()
+            .filter(|e| e.0 <= now)
+            .map_or(0.0, |e| now - e.0)
+    }
+
     /// Recent stop-bar counts of group `g` (decayed): its share of shared approaches.
     pub fn share(&self, g: usize) -> f64 {
         self.share.get(g).copied().unwrap_or(0.0)

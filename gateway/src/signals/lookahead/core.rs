@@ -68,6 +68,27 @@ impl Layout {
         (longest + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
     }
 
+    /// The starvation bound: a queued vehicle should wait no longer than one longest green
+    /// of another stage and one change (the longest max green plus the longest
+    /// intergreen); beyond it, its cost per second grows steeply. The horizon itself (a
+    /// longest green plus a shortest cycle) was tried: under oversaturation the protected
+    /// turns then waited 250 s on average (docs/bench/sumo-peak.md).
+    pub fn max_wait_s(&self) -> f64 {
+        let longest = self
+            .max_green
+            .iter()
+            .copied()
+            .filter(|m| m.is_finite())
+            .fold(0.0f64, f64::max);
+        let change = self
+            .intergreen
+            .iter()
+            .flatten()
+            .copied()
+            .fold(0.0f64, f64::max);
+        (longest + change).min(self.horizon_s())
+    }
+
     /// What a vehicle left queued at the horizon costs: the least it still waits, one change of
     /// stage (the shortest intergreen between two stages). Its wait up to the horizon is
     /// already counted second by second; charging more (half the shortest cycle was tried)
@@ -253,10 +274,16 @@ impl Core {
                 *last = Some(now);
             }
         }
+        // unserved: since the group was last served, or since its first queued vehicle
+        // arrived, whichever is longer (a short protected green does not reset a long wait)
         let unserved_for: Vec<f64> = self
             .last_served
             .iter()
-            .map(|t| t.map_or(0.0, |t| (now - t).max(0.0)))
+            .enumerate()
+            .map(|(g, t)| {
+                let since = t.map_or(0.0, |t| (now - t).max(0.0));
+                since.max(self.est.oldest_wait(g, now))
+            })
             .collect();
         let group_green_for: Vec<f64> = self
             .green_since
@@ -283,7 +310,7 @@ impl Core {
             leftover_wait_s: l.leftover_wait_s(),
             unserved_for: &unserved_for,
             wait_scale_s: l.min_cycle_s(),
-            max_wait_s: l.horizon_s(),
+            max_wait_s: l.max_wait_s(),
             saturated: self.saturated,
             cluster_gap_s: l.cluster_gap_s,
             opposed_by: &l.opposed_by,

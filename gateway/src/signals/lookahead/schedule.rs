@@ -309,22 +309,51 @@ impl Problem<'_> {
     }
 
     /// The latest ends (seconds from `start`, the start of stage `s`'s green) that still let a
-    /// following stage run its min green for the groups `s` hands on to it within their own
-    /// max green (`since(g)`: when group `g`'s green began). Without these candidates, a
-    /// green held to its max green (the saturated regime) would leave no room for a
-    /// protected turn after the permitted one.
-    fn handover_ends(&self, s: usize, start: f64, since: &dyn Fn(usize) -> f64) -> Vec<usize> {
+    /// following stage run, for the groups `s` hands on to it within their own max green
+    /// (`since(g)`: when group `g`'s green began), its min green, and long enough to
+    /// discharge their queue `q` with the right of way. Without these candidates, a green
+    /// held to its max green (the saturated regime) would leave no room for a protected
+    /// turn after the permitted one.
+    fn handover_ends(
+        &self,
+        s: usize,
+        start: f64,
+        since: &dyn Fn(usize) -> f64,
+        q: &[f64],
+    ) -> Vec<usize> {
         let mut out = Vec::new();
         for j in (0..self.stages.len()).filter(|&j| j != s) {
             let lo = steps(self.min_green.get(j).copied().unwrap_or(0.0), 1) as f64;
             let ig = self.ig(s, j) as f64;
-            let latest = self.stages[s]
+            let handed: Vec<usize> = self.stages[s]
                 .iter()
-                .filter(|&&g| self.in_stage(j, g))
-                .map(|&g| self.group_room(g, since(g), start) - ig - lo)
+                .copied()
+                .filter(|&g| self.in_stage(j, g))
+                .collect();
+            let room = handed
+                .iter()
+                .map(|&g| self.group_room(g, since(g), start) - ig)
                 .fold(f64::INFINITY, f64::min);
-            if latest.is_finite() && latest >= 0.0 {
-                out.push(latest.floor() as usize);
+            if !room.is_finite() {
+                continue;
+            }
+            let clear = handed
+                .iter()
+                .map(|&g| {
+                    let rate = self.discharge.get(g).copied().unwrap_or(0.0);
+                    let queued = q.get(g).copied().unwrap_or(0.0);
+                    if rate > 0.0 {
+                        self.startup_lost_s + queued / rate
+                    } else {
+                        0.0
+                    }
+                })
+                .fold(lo, f64::max)
+                .min(room);
+            for need in [lo, clear] {
+                if room - need >= 0.0 {
+                    out.push((room - need).floor() as usize);
+                }
             }
         }
         out
@@ -454,7 +483,7 @@ impl Problem<'_> {
                     .unwrap_or(0.0)
                     .max(done)
             };
-            self.handover_ends(c, 0.0, &had)
+            self.handover_ends(c, 0.0, &had, &q)
         } else {
             Vec::new()
         };
@@ -620,7 +649,7 @@ impl Problem<'_> {
                     .flatten()
                     .unwrap_or(start as f64)
             };
-            self.handover_ends(j, start as f64, &since)
+            self.handover_ends(j, start as f64, &since, &q)
         } else {
             Vec::new()
         };
