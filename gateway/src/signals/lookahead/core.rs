@@ -68,12 +68,14 @@ impl Layout {
         (longest + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
     }
 
-    /// The starvation bound: a queued vehicle should wait no longer than one shortest cycle
-    /// and one change (every other stage at its min green, then the longest intergreen),
-    /// nor than one longest green of another stage and a change; beyond it, its cost per
-    /// second grows steeply. Longer bounds were measured (the horizon; one longest green and
-    /// a change): under oversaturation the protected turns then waited far longer, and the
-    /// 95th percentile of delay rose at every demand (docs/bench/sumo-peak.md).
+    /// The starvation bound: a queued vehicle should wait no longer than one longest green
+    /// of another stage and one change (the longest max green plus the longest
+    /// intergreen); beyond it, its cost per second grows steeply. The horizon (a longest
+    /// green plus a shortest cycle) was measured too: under oversaturation the protected
+    /// turns then waited 250 s on average. A shortest cycle plus a change (45 s at the
+    /// peak scenarios' intersection) cut the 95th percentile further there, but on a
+    /// two-stage crossroads (29 s) it cuts off a platoon's green to serve one vehicle
+    /// (docs/bench/sumo-peak.md).
     pub fn max_wait_s(&self) -> f64 {
         let longest = self
             .max_green
@@ -87,7 +89,7 @@ impl Layout {
             .flatten()
             .copied()
             .fold(0.0f64, f64::max);
-        (self.min_cycle_s() + change).min(longest + change)
+        (longest + change).min(self.horizon_s())
     }
 
     /// What a vehicle left queued at the horizon costs: the least it still waits, one change of
