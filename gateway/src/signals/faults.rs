@@ -298,7 +298,11 @@ mod tests {
             let t = t as f64;
             for d in 0..4 {
                 // detector 0 always occupied, a vehicle leaving over it every 4 s
-                let leaving = if (t as u64).is_multiple_of(4) { 1.0 } else { 0.0 };
+                let leaving = if (t as u64).is_multiple_of(4) {
+                    1.0
+                } else {
+                    0.0
+                };
                 f.on_sample(&sample(d, if d == 0 { leaving } else { 0.2 }, d == 0, t));
             }
             changes.extend(f.tick(t));

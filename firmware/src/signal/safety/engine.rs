@@ -335,7 +335,10 @@ impl Engine {
             }
         });
         if done {
-            self.phase = Phase::Running { stage: to, since: now };
+            self.phase = Phase::Running {
+                stage: to,
+                since: now,
+            };
         }
     }
 
