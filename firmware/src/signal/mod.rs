@@ -12,9 +12,9 @@ pub mod sequencer;
 pub mod watchdog;
 
 pub use controller::{Command, CommandError, ControllerStatus, SignalController};
-pub use safety::IntergreenMatrix;
 pub use monitor::{ConflictMonitor, Fault};
 pub use plan::{ConfigError, ControllerConfig, GroupConfig, Plan, PlanStep};
+pub use safety::IntergreenMatrix;
 pub use sequencer::Sequencer;
 pub use watchdog::Watchdog;
 

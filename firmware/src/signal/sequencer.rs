@@ -31,9 +31,8 @@ impl Sequencer {
     /// there is no steady-yellow step.
     pub fn restart_from_flash(cfg: &ControllerConfig, now: u64) -> Self {
         let rules = cfg.rules();
-        let all_red = (u64::from(rules.longest_clearance_ms())
-            + u64::from(cfg.startup_all_red_ms))
-        .max(u64::from(rules.longest_intergreen_ms()));
+        let all_red = (u64::from(rules.longest_clearance_ms()) + u64::from(cfg.startup_all_red_ms))
+            .max(u64::from(rules.longest_intergreen_ms()));
         Sequencer {
             engine: Engine::new(rules, now, all_red, 0),
         }

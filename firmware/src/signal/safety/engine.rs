@@ -335,7 +335,10 @@ impl Engine {
             }
         });
         if done {
-            self.phase = Phase::Running { stage: to, since: now };
+            self.phase = Phase::Running {
+                stage: to,
+                since: now,
+            };
         }
     }
 
@@ -415,4 +418,82 @@ fn forced_next(rules: Rules<'_>, stage: usize, expired: GroupSet) -> Option<usiz
     order()
         .find(|&s| kept(s).is_empty())
         .or_else(|| order().find(|&s| kept(s) != expired))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GroupConfig, IntergreenMatrix};
+    use super::*;
+    use SignalState::*;
+
+    /// Stage 0: groups 0 (max green 10 s) and 1 (min green 15 s); stage 1: group 2, which
+    /// conflicts with both (intergreen 4 s); stage 2: group 0 alone.
+    fn rules_parts() -> ([GroupConfig; 3], [GroupSet; 3], IntergreenMatrix) {
+        let mut ig = IntergreenMatrix::new();
+        ig.set_conflict(0, 2, 4_000, 4_000);
+        ig.set_conflict(1, 2, 4_000, 4_000);
+        (
+            [
+                GroupConfig::vehicle(5_000, 10_000, 3_000),
+                GroupConfig::vehicle(15_000, 0, 3_000),
+                GroupConfig::vehicle(5_000, 0, 3_000),
+            ],
+            [
+                GroupSet::of(&[0, 1]),
+                GroupSet::of(&[2]),
+                GroupSet::of(&[0]),
+            ],
+            ig,
+        )
+    }
+
+    #[test]
+    fn a_forced_change_waits_for_every_minimum_green_and_overrides_requests() {
+        let (g, s, ig) = rules_parts();
+        let r = Rules {
+            groups: &g,
+            stages: &s,
+            intergreen: &ig,
+        };
+        let mut e = Engine::new(r, 0, 0, 1);
+        assert_eq!(
+            e.request(r, 0, 0),
+            Ok(false),
+            "the start-up leads to stage 0"
+        );
+        e.tick(r, 0);
+        assert_eq!(e.current_stage(), Some(0));
+        // group 0 past its maximum at 10 s, group 1 short of its minimum until 15 s
+        assert!(!e.tick(r, 12_000));
+        assert_eq!(
+            e.request(r, 2, 12_000),
+            Err(Refusal::MaxGreen { group: 0 }),
+            "stage 2 would keep group 0 green"
+        );
+        assert!(matches!(
+            e.request(r, 1, 12_000),
+            Err(Refusal::MinGreen { group: 1, .. })
+        ));
+        assert_eq!((e.state(0), e.state(1)), (Green, Green));
+        assert!(e.tick(r, 15_000), "forced once the minimum green is over");
+        assert_eq!((e.state(0), e.state(1)), (Yellow, Yellow));
+    }
+
+    #[test]
+    fn a_stage_with_conflicting_groups_is_never_resumed_nor_completed() {
+        let (g, _, ig) = rules_parts();
+        let s = [GroupSet::of(&[0, 2]), GroupSet::of(&[1])];
+        let r = Rules {
+            groups: &g,
+            stages: &s,
+            intergreen: &ig,
+        };
+        assert!(Engine::resume(r, 0, 0, 1_000).is_none());
+        let mut e = Engine::new(r, 0, 0, 0);
+        for t in 0..100 {
+            e.tick(r, t * 1_000);
+            assert!(!(e.state(0).is_open() && e.state(2).is_open()), "t={t}");
+        }
+        assert_eq!(e.current_stage(), None, "stuck in the transition, safely");
+    }
 }

@@ -47,7 +47,11 @@ impl IntergreenMatrix {
     /// Sets the intergreen of one direction: `clearing` ends its green, `entering` may start
     /// `ms` later. Out-of-range groups are ignored and `false` is returned.
     pub fn set(&mut self, clearing: usize, entering: usize, ms: u32) -> bool {
-        match self.times.get_mut(clearing).and_then(|r| r.get_mut(entering)) {
+        match self
+            .times
+            .get_mut(clearing)
+            .and_then(|r| r.get_mut(entering))
+        {
             Some(slot) => {
                 *slot = Some(ms);
                 true

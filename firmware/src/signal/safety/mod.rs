@@ -97,8 +97,10 @@ impl Rules<'_> {
 
     /// Whether no two groups of `set` conflict.
     pub fn conflict_free(&self, set: GroupSet) -> bool {
-        set.iter()
-            .all(|a| set.iter().all(|b| a >= b || !self.intergreen.conflicts(a, b)))
+        set.iter().all(|a| {
+            set.iter()
+                .all(|b| a >= b || !self.intergreen.conflicts(a, b))
+        })
     }
 
     /// The longest intergreen between served groups.
