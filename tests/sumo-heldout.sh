@@ -8,6 +8,14 @@
 #   H2  one intersection (D1's geometry), D1's demand x 0.8, constant (--flat)
 #   H3  a corridor of 3 signals 250 m apart, D2's demand x 1.1, Webster plan as in D2
 #
+# The peak set (--scenarios peak; docs/bench/sumo-peak.md): the regimes where adaptive control
+# matters most, from moderate demand to well beyond capacity.
+#   P1-P4  one intersection (D1's geometry), D1's time-varying demand x 1.0, 1.3, 1.6, 2.0
+#   C1-C4  a corridor of 3 signals 250 m apart, D2's demand x 1.0, 1.4, 1.8, 2.2
+#   L1     P2's demand (x 1.3) with the inner through lane of the north approach closed at the
+#          stop line from 1200 s to 2400 s (a broken-down vehicle or works: a SUMO rerouter)
+#   G1,G2  a 3x3 grid 200 m apart, tidal demand (tests/py/grid_demand.py) x 1.0 and x 1.5
+#
 #   tests/sumo-heldout.sh [--seeds 1-5] [--jobs 2] [--controller-name citygate-look-ahead]
 #                         [--scenarios H1,H2,H3] [--rebuild] [--no-baselines]
 #
@@ -40,6 +48,7 @@ while [ $# -gt 0 ]; do
     *) echo "tests/sumo-heldout.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+[ "$SCENARIOS" = peak ] && SCENARIOS="P1 P2 P3 P4 C1 C2 C3 C4 L1 G1 G2"
 KIT=${SUMO_KIT:-$ROOT/../shared/sumo}
 bash tests/sumo.sh >/dev/null
 export PATH=$ROOT/.venv-sumo/bin:$PATH
@@ -74,7 +83,38 @@ build() {
       for T in $TYPES; do grid_net "$d/net_$T.net.xml" "$T" 3 1 250 100 200 A0,B0,C0; done
       python3 "$KIT/gen_demand.py" --scenario corridor --n 3 --scale 1.1 -o "$d/flows.xml"
       finish "$d" H3 3600 "3-signal corridor, D2's demand x1.1 (held out)" -u -g 7 --min-cycle 70 ;;
-    *) echo "tests/sumo-heldout.sh: unknown scenario $name (H1, H2, H3)" >&2; exit 2 ;;
+    P1|P2|P3|P4|L1)
+      local scale
+      case $name in P1) scale=1.0 ;; P2|L1) scale=1.3 ;; P3) scale=1.6 ;; P4) scale=2.0 ;; esac
+      for T in $TYPES; do grid_net "$d/net_$T.net.xml" "$T" 1 1 100 100 300 A0; done
+      python3 "$KIT/gen_demand.py" --scenario single --scale "$scale" -o "$d/flows.xml"
+      if [ "$name" = L1 ]; then
+        cat >"$d/extra.add.xml" <<'ADD'
+<additional>
+  <rerouter id="closure" edges="top0A0 top0A0.240.00">
+    <interval begin="1200" end="2400"><closingLaneReroute id="top0A0.240.00_1" disallow="all"/></interval>
+  </rerouter>
+</additional>
+ADD
+        finish "$d" L1 3600 "one intersection, D1's demand x1.3, north approach's inner through lane closed 1200-2400 s"
+      else
+        finish "$d" "$name" 3600 "one intersection, D1's time-varying demand x$scale (peak)"
+      fi ;;
+    C1|C2|C3|C4)
+      local scale
+      case $name in C1) scale=1.0 ;; C2) scale=1.4 ;; C3) scale=1.8 ;; C4) scale=2.2 ;; esac
+      for T in $TYPES; do grid_net "$d/net_$T.net.xml" "$T" 3 1 250 100 200 A0,B0,C0; done
+      python3 "$KIT/gen_demand.py" --scenario corridor --n 3 --scale "$scale" -o "$d/flows.xml"
+      finish "$d" "$name" 3600 "3-signal corridor, D2's demand x$scale (peak)" -u -g 7 --min-cycle 70 ;;
+    G1|G2)
+      local scale
+      case $name in G1) scale=1.0 ;; G2) scale=1.5 ;; esac
+      for T in $TYPES; do
+        grid_net "$d/net_$T.net.xml" "$T" 3 3 200 200 200 A0,A1,A2,B0,B1,B2,C0,C1,C2
+      done
+      python3 "$ROOT/tests/py/grid_demand.py" --nx 3 --ny 3 --scale "$scale" -o "$d/flows.xml"
+      finish "$d" "$name" 3600 "3x3 grid, tidal demand x$scale (peak)" -u -g 7 --min-cycle 70 ;;
+    *) echo "tests/sumo-heldout.sh: unknown scenario $name (H1-H3, P1-P4, C1-C4, L1, G1, G2)" >&2; exit 2 ;;
   esac
 }
 for S in $SCENARIOS; do

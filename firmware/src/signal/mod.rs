@@ -1,19 +1,20 @@
-//! The traffic signal controller: configuration ([`plan`], [`intergreen`]), the stage
-//! [`sequencer`], the independent conflict [`monitor`], the command [`watchdog`], the
+//! The traffic signal controller: the [`safety`] core (rules, intergreen matrix, transition
+//! engine, checker), configuration ([`plan`]), the stage [`sequencer`] and the independent
+//! conflict [`monitor`] (both shells around the core), the command [`watchdog`], the
 //! [`controller`] that ties them together, and the thin [`lamps`] driver.
 
 pub mod controller;
-pub mod intergreen;
 pub mod lamps;
 pub mod monitor;
 pub mod plan;
+pub mod safety;
 pub mod sequencer;
 pub mod watchdog;
 
 pub use controller::{Command, CommandError, ControllerStatus, SignalController};
-pub use intergreen::IntergreenMatrix;
 pub use monitor::{ConflictMonitor, Fault};
 pub use plan::{ConfigError, ControllerConfig, GroupConfig, Plan, PlanStep};
+pub use safety::IntergreenMatrix;
 pub use sequencer::Sequencer;
 pub use watchdog::Watchdog;
 

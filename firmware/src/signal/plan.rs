@@ -5,54 +5,10 @@ use core::fmt;
 
 use citygate_protocols::signal::GroupKind;
 
-use super::intergreen::IntergreenMatrix;
+pub use super::safety::GroupConfig;
+use super::safety::{IntergreenMatrix, Rules};
 use super::{GroupSet, MAX_GROUPS, MAX_PLANS, MAX_PLAN_STEPS, MAX_STAGES};
 use crate::detector::MAX_DETECTORS;
-
-/// Timings of one signal group, all in ms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GroupConfig {
-    /// Vehicle or pedestrian sequence.
-    pub kind: GroupKind,
-    /// Minimum green: a green is never ended earlier.
-    pub min_green_ms: u32,
-    /// Maximum green: a green (even when held) is ended by a forced stage change after this
-    /// (to the next stage in order that ends it); 0 = no maximum. A group that is green in
-    /// every stage cannot be ended by a stage change and keeps its green.
-    pub max_green_ms: u32,
-    /// Yellow for vehicles, flashing green for pedestrians.
-    pub clearance_ms: u32,
-    /// Red-amber before green (vehicles); 0 = go straight from red to green.
-    pub red_amber_ms: u32,
-}
-
-impl GroupConfig {
-    /// A vehicle group.
-    pub const fn vehicle(min_green_ms: u32, max_green_ms: u32, yellow_ms: u32) -> Self {
-        GroupConfig {
-            kind: GroupKind::Vehicle,
-            min_green_ms,
-            max_green_ms,
-            clearance_ms: yellow_ms,
-            red_amber_ms: 0,
-        }
-    }
-    /// A pedestrian group.
-    pub const fn pedestrian(min_green_ms: u32, max_green_ms: u32, flashing_green_ms: u32) -> Self {
-        GroupConfig {
-            kind: GroupKind::Pedestrian,
-            min_green_ms,
-            max_green_ms,
-            clearance_ms: flashing_green_ms,
-            red_amber_ms: 0,
-        }
-    }
-    /// With a red-amber period before green.
-    pub const fn with_red_amber(mut self, red_amber_ms: u32) -> Self {
-        self.red_amber_ms = red_amber_ms;
-        self
-    }
-}
 
 /// One step of a fixed-time plan: run `stage` (0-based) for `green_ms` once all its groups are
 /// green, then move to the next step (cyclically).
@@ -277,21 +233,12 @@ impl ControllerConfig {
         Ok(())
     }
 
-    /// The longest intergreen of the matrix.
-    pub fn max_intergreen_ms(&self) -> u32 {
-        (0..MAX_GROUPS)
-            .flat_map(|a| (0..MAX_GROUPS).map(move |b| (a, b)))
-            .filter_map(|(a, b)| self.intergreen.get(a, b))
-            .max()
-            .unwrap_or(0)
-    }
-
-    /// The longest clearance of any group (yellow / flashing green).
-    pub fn max_clearance_ms(&self) -> u32 {
-        self.groups
-            .iter()
-            .map(|g| g.clearance_ms)
-            .max()
-            .unwrap_or(0)
+    /// The safety rules: group timings, stages and the intergreen matrix.
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            groups: &self.groups,
+            stages: &self.stages,
+            intergreen: &self.intergreen,
+        }
     }
 }

@@ -1,65 +1,27 @@
-//! The stage sequencer: drives every signal group through its sequence and moves between
-//! stages only through a safe transition — leaving groups keep minimum green, then clear
-//! (yellow / flashing green), and entering groups wait for every conflicting group to be red
-//! and its intergreen to pass. Maximum green forces a move to the next stage.
+//! The stage sequencer: the controller's shell around the safety core's [`Engine`], which
+//! drives every signal group and moves between stages only through a safe transition (minimum
+//! green, clearance, intergreen; maximum green forces the next stage). The sequencer adds the
+//! firmware's start-up and post-flash all-red times and follows the stage wanted at each tick.
 
-use citygate_protocols::signal::{GroupKind, SignalState};
+use citygate_protocols::signal::SignalState;
 
 use super::plan::ControllerConfig;
-use super::{GroupSet, MAX_GROUPS};
+use super::safety::Engine;
 
-#[derive(Debug, Clone, Copy)]
-struct GroupRt {
-    state: SignalState,
-    /// When the current state began.
-    since: u64,
-    /// When the group last turned green.
-    green_start: u64,
-    /// When the group's last green ended (start of its clearance).
-    green_end: Option<u64>,
-}
-
-/// Where the sequencer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// All red (after clearing) until `until`.
-    Startup { until: u64 },
-    /// All groups of `stage` green, all others red, since `since`.
-    Running { stage: usize, since: u64 },
-    /// Moving to stage `to` since `since`.
-    Transition { to: usize, since: u64 },
-}
+pub use super::safety::Phase;
 
 /// The per-group state machines and the stage logic. Time is passed in.
 #[derive(Debug, Clone)]
 pub struct Sequencer {
-    groups: heapless::Vec<GroupRt, MAX_GROUPS>,
-    phase: Phase,
-    max_green_forced: bool,
-}
-
-fn clearance_of(kind: GroupKind) -> SignalState {
-    kind.clearance_state()
+    engine: Engine,
 }
 
 impl Sequencer {
     /// Power-up: every group red, all-red for the configured start-up time.
     pub fn new(cfg: &ControllerConfig, now: u64) -> Self {
-        let mut groups = heapless::Vec::new();
-        for _ in cfg.groups.iter() {
-            let _ = groups.push(GroupRt {
-                state: SignalState::Red,
-                since: now,
-                green_start: now,
-                green_end: None,
-            });
-        }
+        let all_red = u64::from(cfg.startup_all_red_ms);
         Sequencer {
-            groups,
-            phase: Phase::Startup {
-                until: now + cfg.startup_all_red_ms as u64,
-            },
-            max_green_forced: false,
+            engine: Engine::new(cfg.rules(), now, all_red, 0),
         }
     }
 
@@ -68,40 +30,35 @@ impl Sequencer {
     /// fault). Conflicting yellows together would look like a conflict to the monitor, so
     /// there is no steady-yellow step.
     pub fn restart_from_flash(cfg: &ControllerConfig, now: u64) -> Self {
-        let mut seq = Sequencer::new(cfg, now);
-        let all_red = (cfg.max_clearance_ms() as u64 + cfg.startup_all_red_ms as u64)
-            .max(cfg.max_intergreen_ms() as u64);
-        seq.phase = Phase::Startup {
-            until: now + all_red,
-        };
-        seq
+        let rules = cfg.rules();
+        let all_red = (u64::from(rules.longest_clearance_ms()) + u64::from(cfg.startup_all_red_ms))
+            .max(u64::from(rules.longest_intergreen_ms()));
+        Sequencer {
+            engine: Engine::new(rules, now, all_red, 0),
+        }
     }
 
     /// The phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.engine.phase()
     }
 
     /// The stage running (all its groups green), if not in a transition.
     pub fn current_stage(&self) -> Option<usize> {
-        match self.phase {
-            Phase::Running { stage, .. } => Some(stage),
-            _ => None,
-        }
+        self.engine.current_stage()
     }
 
-    /// The stage running or being moved to.
+    /// The stage running or being moved to (none during the start-up all-red).
     pub fn target_stage(&self) -> Option<usize> {
-        match self.phase {
-            Phase::Running { stage, .. } => Some(stage),
-            Phase::Transition { to, .. } => Some(to),
+        match self.engine.phase() {
             Phase::Startup { .. } => None,
+            _ => Some(self.engine.target()),
         }
     }
 
-    /// Time since the current phase began.
+    /// Time since the current phase began (0 in the start-up).
     pub fn phase_elapsed(&self, now: u64) -> u64 {
-        match self.phase {
+        match self.engine.phase() {
             Phase::Running { since, .. } | Phase::Transition { since, .. } => {
                 now.saturating_sub(since)
             }
@@ -111,193 +68,35 @@ impl Sequencer {
 
     /// Whether the last stage change was forced by a maximum green.
     pub fn max_green_forced(&self) -> bool {
-        self.max_green_forced
+        self.engine.max_green_forced()
     }
 
     /// State of group `g` (red for an unknown group).
     pub fn state(&self, g: usize) -> SignalState {
-        self.groups.get(g).map_or(SignalState::Red, |r| r.state)
+        self.engine.state(g)
     }
 
     /// Writes the state of every group into `out` (as many as fit).
     pub fn states(&self, out: &mut [SignalState]) {
-        for (o, g) in out.iter_mut().zip(self.groups.iter()) {
-            *o = g.state;
-        }
+        self.engine.states(out);
     }
 
     /// Advances to `now`. `desired` is the stage wanted (0-based); `None` keeps the stage.
-    /// A transition in progress is always completed before a new one starts.
+    /// A request the safety core refuses now (minimum green, a transition running, a maximum
+    /// green due) is simply asked again at the next tick. A transition in progress is always
+    /// completed before a new one starts.
     pub fn tick(&mut self, cfg: &ControllerConfig, now: u64, desired: Option<usize>) {
-        self.progress_clearances(cfg, now);
-        match self.phase {
-            Phase::Startup { until } => {
-                if now >= until && self.groups.iter().all(|g| g.state == SignalState::Red) {
-                    let to = desired.filter(|&s| s < cfg.stages.len()).unwrap_or(0);
-                    self.phase = Phase::Transition { to, since: now };
-                }
-            }
-            Phase::Running { stage, .. } => self.maybe_leave(cfg, now, stage, desired),
-            Phase::Transition { .. } => {}
+        let rules = cfg.rules();
+        if let Some(to) = desired {
+            let _ = self.engine.request(rules, to, now);
         }
-        if let Phase::Transition { to, .. } = self.phase {
-            self.enter(cfg, now, to);
-        }
-    }
-
-    /// Ends clearances and red-amber periods that have run their time.
-    fn progress_clearances(&mut self, cfg: &ControllerConfig, now: u64) {
-        for (g, c) in self.groups.iter_mut().zip(cfg.groups.iter()) {
-            let elapsed = now.saturating_sub(g.since);
-            match g.state {
-                SignalState::Yellow | SignalState::FlashingGreen
-                    if elapsed >= c.clearance_ms as u64 =>
-                {
-                    g.state = SignalState::Red;
-                    g.since = now;
-                }
-                SignalState::RedAmber if elapsed >= c.red_amber_ms as u64 => {
-                    g.state = SignalState::Green;
-                    g.since = now;
-                    g.green_start = now;
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// In a running stage: applies maximum green, then starts the transition to the wanted
-    /// stage once every leaving group has had its minimum green.
-    fn maybe_leave(
-        &mut self,
-        cfg: &ControllerConfig,
-        now: u64,
-        stage: usize,
-        desired: Option<usize>,
-    ) {
-        let Some(&current) = cfg.stages.get(stage) else {
-            return;
-        };
-        let mut want = desired.filter(|&s| s < cfg.stages.len()).unwrap_or(stage);
-        let mut forced = false;
-        // groups of this stage past their maximum green
-        let mut expired = GroupSet::EMPTY;
-        for g in current.iter() {
-            if let (Some(rt), Some(c)) = (self.groups.get(g), cfg.groups.get(g)) {
-                if c.max_green_ms != 0
-                    && now.saturating_sub(rt.green_start) >= c.max_green_ms as u64
-                {
-                    expired = expired.with(g);
-                }
-            }
-        }
-        let wanted_set = cfg.stages.get(want).copied().unwrap_or_default();
-        if wanted_set.bits() & expired.bits() != 0 {
-            // the next stage in cyclic order that ends every expired green; failing that, the
-            // next that ends some of them (the others follow on the next forced change). A group
-            // green in every stage cannot be ended by a stage change and keeps its green.
-            let n = cfg.stages.len();
-            let overlap = |s: usize| {
-                cfg.stages
-                    .get(s)
-                    .map_or(expired.bits(), |st| st.bits() & expired.bits())
-            };
-            let order = || (1..n).map(|k| (stage + k) % n);
-            let next = order()
-                .find(|&s| overlap(s) == 0)
-                .or_else(|| order().find(|&s| overlap(s) != expired.bits()));
-            if let Some(next) = next {
-                want = next;
-                forced = true;
-            }
-        }
-        if want == stage {
-            return;
-        }
-        let Some(&target) = cfg.stages.get(want) else {
-            return;
-        };
-        let leaving = GroupSet::from_bits(current.bits() & !target.bits());
-        let min_green_done =
-            leaving
-                .iter()
-                .all(|g| match (self.groups.get(g), cfg.groups.get(g)) {
-                    (Some(rt), Some(c)) => {
-                        now.saturating_sub(rt.green_start) >= c.min_green_ms as u64
-                    }
-                    _ => true,
-                });
-        if !min_green_done {
-            return;
-        }
-        for g in leaving.iter() {
-            if let (Some(rt), Some(c)) = (self.groups.get_mut(g), cfg.groups.get(g)) {
-                rt.state = clearance_of(c.kind);
-                rt.since = now;
-                rt.green_end = Some(now);
-            }
-        }
-        self.max_green_forced = forced;
-        self.phase = Phase::Transition {
-            to: want,
-            since: now,
-        };
-    }
-
-    /// In a transition: lets each entering group start once every conflicting group is red and
-    /// its intergreen has passed; completes the transition when the stage is fully green.
-    fn enter(&mut self, cfg: &ControllerConfig, now: u64, to: usize) {
-        let Some(&target) = cfg.stages.get(to) else {
-            return;
-        };
-        for g in target.iter() {
-            if self.state(g) != SignalState::Red {
-                continue;
-            }
-            let clear = (0..self.groups.len()).all(|c| {
-                let Some(ig) = cfg.intergreen.get(c, g) else {
-                    return !cfg.intergreen.conflicts(c, g);
-                };
-                let Some(rt) = self.groups.get(c) else {
-                    return true;
-                };
-                rt.state == SignalState::Red
-                    && rt
-                        .green_end
-                        .is_none_or(|end| now.saturating_sub(end) >= ig as u64)
-            });
-            if !clear {
-                continue;
-            }
-            if let (Some(rt), Some(c)) = (self.groups.get_mut(g), cfg.groups.get(g)) {
-                rt.since = now;
-                if c.red_amber_ms > 0 {
-                    rt.state = SignalState::RedAmber;
-                } else {
-                    rt.state = SignalState::Green;
-                    rt.green_start = now;
-                }
-            }
-        }
-        let done = self.groups.iter().enumerate().all(|(g, rt)| {
-            if target.contains(g) {
-                rt.state == SignalState::Green
-            } else {
-                rt.state == SignalState::Red
-            }
-        });
-        if done {
-            self.phase = Phase::Running {
-                stage: to,
-                since: now,
-            };
-        }
+        self.engine.tick(rules, now);
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::{GroupConfig, IntergreenMatrix, Plan};
+    use super::super::{GroupConfig, GroupSet, IntergreenMatrix, Plan};
     use super::*;
 
     /// Two vehicle groups (1, 2) and a pedestrian group (3) crossing group 1.

@@ -1,5 +1,7 @@
 //! The detector fault monitor: from the samples a detector delivers (and does not deliver),
-//! decides whether it is stuck on (occupied without a break for longer than `stuck_on_s`),
+//! decides whether it is stuck on (occupied without a break, and counting no vehicle, for
+//! longer than `stuck_on_s`: a stop-bar loop under a saturated queue stays occupied for
+//! minutes but counts the vehicles that leave over it, and is healthy),
 //! stuck off (no vehicle for `stuck_off_s` while another detector of the same approach sees
 //! traffic) or silent (no sample for `no_data_s`). Faults begin and end as [`FaultChange`]s; the
 //! controllers see the faulty set and degrade (max recall, fixed-time for that approach).
@@ -22,7 +24,7 @@ pub const FULL_OCCUPANCY: f64 = 0.99;
 pub enum FaultKind {
     /// No sample for `no_data_s`.
     NoData,
-    /// Occupied without a break for longer than `stuck_on_s`.
+    /// Occupied without a break, and no vehicle counted, for longer than `stuck_on_s`.
     StuckOn,
     /// No vehicle for `stuck_off_s` while the approach's other detectors count traffic.
     StuckOff,
@@ -194,7 +196,9 @@ impl FaultMonitor {
         for (d, st) in self.state.iter().enumerate() {
             let kind = if now - st.last_sample > self.no_data_s {
                 Some(FaultKind::NoData)
-            } else if st.occupied_since.is_some_and(|t| now - t > self.stuck_on_s) {
+            } else if st.occupied_since.is_some_and(|t| now - t > self.stuck_on_s)
+                && now - st.last_activity > self.stuck_on_s
+            {
                 Some(FaultKind::StuckOn)
             } else if now - st.last_activity > self.stuck_off_s
                 && active_peer(d, &self.state, &self.peers)
@@ -269,7 +273,8 @@ mod tests {
         for t in 0..=400 {
             let t = t as f64;
             for d in 0..4 {
-                f.on_sample(&sample(d, 0.2, d == 0 && t >= 50.0, t));
+                let stuck = d == 0 && t >= 50.0;
+                f.on_sample(&sample(d, if stuck { 0.0 } else { 0.2 }, stuck, t));
             }
             changes.extend(f.tick(t));
         }
@@ -282,6 +287,27 @@ mod tests {
         let c = f.tick(401.0);
         assert_eq!(c[0].kind, None);
         assert_eq!(c[0].was, Some(FaultKind::StuckOn));
+    }
+
+    #[test]
+    fn a_loop_occupied_for_minutes_that_keeps_counting_is_a_saturated_queue_not_stuck() {
+        let m = crossroads();
+        let mut f = FaultMonitor::new(&m, 0.0);
+        let mut changes = Vec::new();
+        for t in 0..=900 {
+            let t = t as f64;
+            for d in 0..4 {
+                // detector 0 always occupied, a vehicle leaving over it every 4 s
+                let leaving = if (t as u64).is_multiple_of(4) {
+                    1.0
+                } else {
+                    0.0
+                };
+                f.on_sample(&sample(d, if d == 0 { leaving } else { 0.2 }, d == 0, t));
+            }
+            changes.extend(f.tick(t));
+        }
+        assert!(changes.is_empty(), "{changes:?}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! group's saturation flow while it shows green (after a start-up lost time). The group's
 //! counting detectors see each arrival and are occupied while a queue stands or a vehicle
 //! arrives. The whole [`IntersectionRuntime`] (controller, fault monitor, safety supervisor)
-//! runs on the model with a 1 s tick, as live.
+//! runs on the model with a 1 s tick, as live. An [`Incident`] cuts one group's discharge
+//! for a while (a lane closed by a breakdown or works), unannounced to the controller.
 
 use citygate_protocols::signal::SignalState;
 
@@ -32,6 +33,17 @@ pub struct Score {
     pub max_queue: u64,
     /// Requests the safety supervisor refused.
     pub refused: u64,
+    /// Longest time any group had vehicles queued without a green (s).
+    pub max_wait_s: f64,
+}
+
+/// One group discharges at `factor` of its saturation flow from `from` until `until` (s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Incident {
+    pub group: usize,
+    pub from: f64,
+    pub until: f64,
+    pub factor: f64,
 }
 
 impl Score {
@@ -54,6 +66,9 @@ pub struct QueueModel {
     arrival_acc: Vec<f64>,
     discharge_acc: Vec<f64>,
     green_since: Vec<Option<f64>>,
+    /// Per group: since when it has had a queue without a green.
+    waiting_since: Vec<Option<f64>>,
+    incidents: Vec<Incident>,
     score: Score,
 }
 
@@ -68,8 +83,25 @@ impl QueueModel {
             queue: vec![0; n],
             discharge_acc: vec![0.0; n],
             green_since: vec![None; n],
+            waiting_since: vec![None; n],
+            incidents: Vec::new(),
             score: Score::default(),
         }
+    }
+
+    /// The same model with an incident.
+    pub fn with_incident(mut self, incident: Incident) -> Self {
+        self.incidents.push(incident);
+        self
+    }
+
+    /// The share of group `g`'s saturation flow it discharges at `now`.
+    fn capacity(&self, g: usize, now: f64) -> f64 {
+        self.incidents
+            .iter()
+            .filter(|i| i.group == g && i.from <= now && now < i.until)
+            .map(|i| i.factor.clamp(0.0, 1.0))
+            .fold(1.0, f64::min)
     }
 
     /// One step of `dt` seconds ending at `now`: arrivals, detector samples into `rt`, a tick
@@ -115,7 +147,8 @@ impl QueueModel {
             if *s == SignalState::Green {
                 let since = *self.green_since[g].get_or_insert(now);
                 if now - since >= START_UP_LOST_S {
-                    self.discharge_acc[g] += self.model.groups[g].saturation_flow_vps() * dt;
+                    self.discharge_acc[g] +=
+                        self.model.groups[g].saturation_flow_vps() * self.capacity(g, now) * dt;
                     while self.discharge_acc[g] >= 1.0 && self.queue[g] > 0 {
                         self.discharge_acc[g] -= 1.0;
                         self.queue[g] -= 1;
@@ -131,9 +164,16 @@ impl QueueModel {
                 self.discharge_acc[g] = 0.0;
             }
         }
-        for &q in &self.queue {
+        for (g, &q) in self.queue.iter().enumerate() {
             self.score.delay_veh_s += q as f64 * dt;
             self.score.max_queue = self.score.max_queue.max(q);
+            let waiting = q > 0 && states.get(g) != Some(&SignalState::Green);
+            if !waiting {
+                self.waiting_since[g] = None;
+            } else {
+                let since = *self.waiting_since[g].get_or_insert(now);
+                self.score.max_wait_s = self.score.max_wait_s.max(now - since);
+            }
         }
         self.score.refused = rt.counters().refused();
         states

@@ -4,7 +4,13 @@
 //!
 //! - A vehicle counted on an advance detector `distance_m` upstream is expected at the stop
 //!   line `distance_m / speed` later (free-flow speed). A detector whose lanes feed several
-//!   groups splits its counts by the groups' measured shares of stop-bar counts.
+//!   groups splits its counts so that, over all upstream detectors, each group receives what
+//!   its stop bar counts (iterative proportional fitting of recent counts): a turn lane fed
+//!   by one of two upstream lanes gets that lane's share, not the approach's.
+//! - A queue standing over an upstream detector (occupied for [`STANDING_S`] without a count)
+//!   hides its arrivals: while it stands, the group's queue keeps growing at its measured
+//!   flow (frozen while the detector cannot measure it), the known under-count of a queue
+//!   longer than the detectors' reach.
 //! - A vehicle counted on a stop-bar detector has reached the line: the oldest expected
 //!   vehicle of its groups is taken off (first in, first out).
 //! - The queue is what was expected by now and has not crossed the stop bar. When a group is
@@ -16,6 +22,12 @@
 //! Everything is in seconds of the caller's clock, passed in.
 
 use std::collections::VecDeque;
+
+/// An upstream detector occupied this long without counting a vehicle has a queue standing
+/// over it (s).
+pub const STANDING_S: f64 = 3.0;
+/// Rounds of proportional fitting of the shared detectors' splits per tick.
+const FIT_ROUNDS: usize = 4;
 
 /// What a detector measures for the estimator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +84,15 @@ pub struct Estimator {
     flow: Vec<f64>,
     /// Per group: decayed stop-bar counts (turning shares of shared detectors).
     share: Vec<f64>,
+    /// Per detector: decayed counts (upstream detectors, for the split).
+    up_count: Vec<f64>,
+    /// Per detector: the fraction of its counts each of its groups gets (same order as
+    /// `DetectorSpec::groups`).
+    split: Vec<Vec<f64>>,
+    /// Per detector: when it last counted a vehicle.
+    last_count: Vec<f64>,
+    /// Per group: vehicles queued behind a standing upstream detector, unseen by it.
+    hidden: Vec<f64>,
     /// Per group: whether an upstream detector sees its arrivals.
     upstream: Vec<bool>,
     /// Per group: detection horizon (s): the longest upstream travel time.
@@ -100,6 +121,10 @@ impl Estimator {
             }
         }
         let n = detectors.len();
+        let split = detectors
+            .iter()
+            .map(|d| vec![1.0 / d.groups.len().max(1) as f64; d.groups.len()])
+            .collect();
         Estimator {
             params: Params {
                 speed_mps: speed,
@@ -110,6 +135,10 @@ impl Estimator {
             expected: vec![VecDeque::new(); groups],
             flow: vec![0.0; groups],
             share: vec![0.0; groups],
+            up_count: vec![0.0; n],
+            split,
+            last_count: vec![f64::NEG_INFINITY; n],
+            hidden: vec![0.0; groups],
             upstream,
             reach,
             last_occupied: vec![f64::NEG_INFINITY; n],
@@ -140,6 +169,9 @@ impl Estimator {
         let Some(d) = self.detectors.get(detector) else {
             return;
         };
+        if let Some(t) = self.last_count.get_mut(detector) {
+            *t = at;
+        }
         let groups: Vec<usize> = d
             .groups
             .iter()
@@ -152,11 +184,21 @@ impl Estimator {
         match d.role {
             Role::Upstream => {
                 let arrive = at + d.distance_m / self.params.speed_mps;
-                // split by measured shares (each group starts with one vehicle's weight)
-                let w: Vec<f64> = groups.iter().map(|&g| 1.0 + self.share[g]).collect();
-                let total: f64 = w.iter().sum();
-                for (&g, wg) in groups.iter().zip(&w) {
-                    let v = vehicles * wg / total;
+                self.up_count[detector] += vehicles;
+                let split = &self.split[detector];
+                for (i, &g) in d
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &g)| g < self.groups)
+                {
+                    let v = vehicles * split.get(i).copied().unwrap_or(0.0);
+                    if v <= 0.0 {
+                        continue;
+                    }
+                    // a vehicle that stood behind the detector was already queued, unseen
+                    let seen = v.min(self.hidden[g]);
+                    self.hidden[g] -= seen;
                     self.expected[g].push_back((arrive, v));
                     self.pending[g] += v;
                 }
@@ -212,11 +254,21 @@ impl Estimator {
         };
         self.last_tick = Some(now);
         let a = (dt / self.params.flow_window_s.max(dt)).min(1.0);
-        for g in 0..self.groups {
-            self.flow[g] += a * (self.pending[g] / dt - self.flow[g]);
+        let standing = self.standing(now);
+        for (g, &stood) in standing.iter().enumerate() {
+            if stood > 0.0 {
+                // the detector cannot see the arrivals: keep the flow, queue it unseen
+                self.hidden[g] += stood * self.flow[g] * dt;
+            } else {
+                self.flow[g] += a * (self.pending[g] / dt - self.flow[g]);
+            }
             self.pending[g] = 0.0;
             self.share[g] *= 1.0 - a;
         }
+        for c in &mut self.up_count {
+            *c *= 1.0 - a;
+        }
+        self.fit_split();
         for (g, &is_green) in green.iter().enumerate().take(self.groups) {
             if !is_green || !self.upstream[g] {
                 continue;
@@ -236,6 +288,7 @@ impl Estimator {
                 .map(|&i| self.last_occupied[i])
                 .fold(f64::NEG_INFINITY, f64::max);
             if now - empty_since >= self.params.empty_gap_s {
+                self.hidden[g] = 0.0;
                 let cut = now - self.params.empty_gap_s;
                 while self.expected[g].front().is_some_and(|e| e.0 <= cut) {
                     self.expected[g].pop_front();
@@ -243,6 +296,91 @@ impl Estimator {
             }
         }
         self.peer.retain(|p| p.until > now);
+    }
+
+    /// Per group: the fraction of its upstream detectors with a queue standing over them.
+    fn standing(&self, now: f64) -> Vec<f64> {
+        let mut n = vec![0usize; self.groups];
+        let mut stood = vec![0usize; self.groups];
+        for (i, d) in self.detectors.iter().enumerate() {
+            if d.role != Role::Upstream {
+                continue;
+            }
+            let occupied = self.last_occupied[i] >= now - 1.0;
+            let is = occupied
+                && now - self.occupied_since[i] >= STANDING_S
+                && now - self.last_count[i] >= STANDING_S;
+            for &g in d.groups.iter().filter(|&&g| g < self.groups) {
+                n[g] += 1;
+                stood[g] += usize::from(is);
+            }
+        }
+        (0..self.groups)
+            .map(|g| {
+                if n[g] == 0 {
+                    0.0
+                } else {
+                    stood[g] as f64 / n[g] as f64
+                }
+            })
+            .collect()
+    }
+
+    /// Fits the splits of shared upstream detectors to the groups' stop-bar counts: each
+    /// group's share of what the upstream detectors counted is scaled towards what its stop
+    /// bars counted, then each detector's split is normalised (iterative proportional
+    /// fitting). Groups without a stop bar, and detectors feeding one of them, keep their
+    /// even split.
+    fn fit_split(&mut self) {
+        let has_stop: Vec<bool> = (0..self.groups)
+            .map(|g| {
+                self.detectors
+                    .iter()
+                    .any(|d| d.role == Role::StopBar && d.groups.contains(&g))
+            })
+            .collect();
+        let fitted: Vec<bool> = self
+            .detectors
+            .iter()
+            .map(|d| {
+                d.role == Role::Upstream
+                    && d.groups.len() > 1
+                    && d.groups.iter().all(|&g| g < self.groups && has_stop[g])
+            })
+            .collect();
+        if !fitted.iter().any(|&f| f) {
+            return;
+        }
+        for _ in 0..FIT_ROUNDS {
+            let mut got = vec![0.0; self.groups];
+            for (i, d) in self.detectors.iter().enumerate() {
+                if d.role != Role::Upstream {
+                    continue;
+                }
+                for (k, &g) in d
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &g)| g < self.groups)
+                {
+                    got[g] += self.up_count[i] * self.split[i][k];
+                }
+            }
+            for (i, d) in self.detectors.iter().enumerate() {
+                if !fitted[i] {
+                    continue;
+                }
+                let row = &mut self.split[i];
+                for (k, &g) in d.groups.iter().enumerate() {
+                    if got[g] > 1e-6 && self.share[g] > 1e-6 {
+                        row[k] *= (self.share[g] / got[g]).clamp(0.5, 2.0);
+                    }
+                    row[k] = row[k].max(0.01);
+                }
+                let total: f64 = row.iter().sum();
+                row.iter_mut().for_each(|x| *x /= total);
+            }
+        }
     }
 
     /// A neighbour's planned outflow (`source`: which neighbour and group it leaves) reaching
@@ -297,11 +435,38 @@ impl Estimator {
                 .map(|(i, _)| (self.flow[g] * (now - self.occupied_since[i])).max(1.0))
                 .fold(0.0, f64::max);
         }
+        self.hidden[g]
+            + self.expected[g]
+                .iter()
+                .take_while(|e| e.0 <= now)
+                .map(|e| e.1)
+                .sum::<f64>()
+    }
+
+    /// How long the first vehicle queued for group `g` has been at the stop line (s; 0 with
+    /// less than half a vehicle queued): the expected arrival of the oldest vehicle not yet
+    /// counted out, or, without an upstream detector, how long the stop bar has been occupied.
+    pub fn oldest_wait(&self, g: usize, now: f64) -> f64 {
+        if g >= self.groups || self.queue(g, now) < 0.5 {
+            return 0.0;
+        }
+        if !self.upstream[g] {
+            return self
+                .detectors
+                .iter()
+                .enumerate()
+                .filter(|(i, d)| {
+                    d.role == Role::StopBar
+                        && d.groups.contains(&g)
+                        && self.last_occupied[*i] >= now - 1.0
+                })
+                .map(|(i, _)| now - self.occupied_since[i])
+                .fold(0.0, f64::max);
+        }
         self.expected[g]
-            .iter()
-            .take_while(|e| e.0 <= now)
-            .map(|e| e.1)
-            .sum()
+            .front()
+            .filter(|e| e.0 <= now)
+            .map_or(0.0, |e| now - e.0)
     }
 
     /// Recent stop-bar counts of group `g` (decayed): its share of shared approaches.
@@ -416,13 +581,66 @@ mod tests {
     }
 
     #[test]
-    fn shared_detectors_split_by_measured_shares() {
+    fn a_shared_detector_splits_as_its_own_lanes_turned() {
+        // advance 1 sees only group 0's lane; advance 3 sees a lane shared by groups 0 and 1.
+        // Each second both advances count one vehicle and each stop bar counts one: so every
+        // vehicle of group 1 came over advance 3, and none of group 0's did. The approach-wide
+        // share (1 : 1) would give group 1 half of advance 3; the fit gives it all.
         let mut e = est();
-        // group 1 crossed its stop bar 9 times, group 0 never: shares 1 : 10
-        e.on_count(2, 9.0, 0.0);
-        e.on_count(3, 11.0, 1.0);
-        assert!((e.queue(0, 100.0) - 1.0).abs() < 1e-9);
-        assert!((e.queue(1, 100.0) - 10.0).abs() < 1e-9);
+        for t in 0..600 {
+            let t = t as f64;
+            e.on_count(1, 1.0, t);
+            e.on_count(3, 1.0, t);
+            e.on_count(0, 1.0, t + 0.5);
+            e.on_count(2, 1.0, t + 0.5);
+            e.tick(&[false, false], t + 0.9);
+        }
+        let before = (e.queue(0, 1000.0), e.queue(1, 1000.0));
+        e.on_count(3, 10.0, 700.0);
+        let got = (e.queue(0, 1000.0) - before.0, e.queue(1, 1000.0) - before.1);
+        assert!(got.1 > 9.0 && got.0 < 1.0, "{got:?}");
+    }
+
+    #[test]
+    fn a_queue_standing_over_the_advance_detector_keeps_growing_unseen() {
+        let mut e = est();
+        // group 0 flows at 0.5 veh/s for a while
+        for t in 0..200 {
+            let t = t as f64;
+            if (t as u64).is_multiple_of(2) {
+                e.on_count(1, 1.0, t);
+                e.on_count(0, 1.0, t + 10.0);
+            }
+            e.tick(&[false, false], t + 0.9);
+        }
+        let flow = e.flow(0);
+        assert!((flow - 0.5).abs() < 0.15, "{flow}");
+        let q0 = e.queue(0, 200.0);
+        // then the queue reaches the advance detector: occupied, nothing counted, for 60 s
+        for t in 200..260 {
+            let t = t as f64;
+            e.on_presence(1, true, t);
+            e.tick(&[false, false], t + 0.9);
+        }
+        let q1 = e.queue(0, 261.0);
+        assert!(
+            q1 - q0 > 0.5 * flow * 50.0,
+            "grew {q0} -> {q1} at flow {flow}"
+        );
+        assert!(
+            (e.flow(0) - flow).abs() < 0.05,
+            "flow kept while it cannot be measured"
+        );
+        // a detector that is occupied but keeps counting (slow traffic) hides nothing
+        let mut f = est();
+        for t in 0..60 {
+            let t = t as f64;
+            f.on_presence(1, true, t);
+            f.on_count(1, 1.0, t);
+            f.on_count(0, 1.0, t);
+            f.tick(&[false, false], t + 0.9);
+        }
+        assert!(f.queue(0, 61.0) < 12.0, "{}", f.queue(0, 61.0));
     }
 
     #[test]

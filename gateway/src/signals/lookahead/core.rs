@@ -68,6 +68,30 @@ impl Layout {
         (longest + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
     }
 
+    /// The starvation bound: a queued vehicle should wait no longer than one longest green
+    /// of another stage and one change (the longest max green plus the longest
+    /// intergreen); beyond it, its cost per second grows steeply. The horizon (a longest
+    /// green plus a shortest cycle) was measured too: under oversaturation the protected
+    /// turns then waited 250 s on average. A shortest cycle plus a change (45 s at the
+    /// peak scenarios' intersection) cut the 95th percentile further there, but on a
+    /// two-stage crossroads (29 s) it cuts off a platoon's green to serve one vehicle
+    /// (docs/bench/sumo-peak.md).
+    pub fn max_wait_s(&self) -> f64 {
+        let longest = self
+            .max_green
+            .iter()
+            .copied()
+            .filter(|m| m.is_finite())
+            .fold(0.0f64, f64::max);
+        let change = self
+            .intergreen
+            .iter()
+            .flatten()
+            .copied()
+            .fold(0.0f64, f64::max);
+        (longest + change).min(self.horizon_s())
+    }
+
     /// What a vehicle left queued at the horizon costs: the least it still waits, one change of
     /// stage (the shortest intergreen between two stages). Its wait up to the horizon is
     /// already counted second by second; charging more (half the shortest cycle was tried)
@@ -102,8 +126,12 @@ pub struct Core {
     green: Vec<bool>,
     /// Per group: when its green (without a break) began.
     green_since: Vec<Option<f64>>,
-    /// Per group: when it was last seen green.
-    last_green: Vec<Option<f64>>,
+    /// Per group: when it was last served (green with the right of way, or less than half a
+    /// vehicle queued).
+    last_served: Vec<Option<f64>>,
+    /// The saturated regime (see [`Problem::saturated`]), with hysteresis on what the last
+    /// plan left queued at its horizon.
+    saturated: bool,
     /// Per group: stop-bar counts since the last decision.
     departed: Vec<f64>,
     /// Per group: the queue at the last decision.
@@ -128,7 +156,8 @@ impl Core {
         Core {
             green: vec![false; layout.groups],
             green_since: vec![None; layout.groups],
-            last_green: vec![None; layout.groups],
+            last_served: vec![None; layout.groups],
+            saturated: false,
             departed: vec![0.0; layout.groups],
             last_queue: vec![0.0; layout.groups],
             measured: vec![vec![(0.0, 0); layout.groups]; layout.stages.len()],
@@ -205,6 +234,18 @@ impl Core {
                 }
             }
         }
+        // served: green with the right of way (a group giving way, only once its queue is
+        // gone)
+        let served: Vec<bool> = (0..l.groups)
+            .map(|g| {
+                let gives_way = l
+                    .opposed_by
+                    .get(stage)
+                    .and_then(|o| o.get(g))
+                    .is_some_and(|o| !o.is_empty());
+                self.green_since[g].is_some() && !in_transition && !gives_way
+            })
+            .collect();
         self.departed.iter_mut().for_each(|x| *x = 0.0);
         self.last_running = (!in_transition).then_some(stage);
         self.est.tick(&self.green, now);
@@ -231,15 +272,21 @@ impl Core {
                     .collect()
             })
             .collect();
-        for (g, last) in self.last_green.iter_mut().enumerate() {
-            if self.green_since[g].is_some() || last.is_none() {
+        for (g, last) in self.last_served.iter_mut().enumerate() {
+            if served[g] || queue[g] < 0.5 || last.is_none() {
                 *last = Some(now);
             }
         }
-        let red_for: Vec<f64> = self
-            .last_green
+        // unserved: since the group was last served, or since its first queued vehicle
+        // arrived, whichever is longer (a short protected green does not reset a long wait)
+        let unserved_for: Vec<f64> = self
+            .last_served
             .iter()
-            .map(|t| t.map_or(0.0, |t| (now - t).max(0.0)))
+            .enumerate()
+            .map(|(g, t)| {
+                let since = t.map_or(0.0, |t| (now - t).max(0.0));
+                since.max(self.est.oldest_wait(g, now))
+            })
             .collect();
         let group_green_for: Vec<f64> = self
             .green_since
@@ -264,25 +311,36 @@ impl Core {
             green_for,
             startup_lost_s: STARTUP_LOST_S,
             leftover_wait_s: l.leftover_wait_s(),
-            red_for: &red_for,
+            unserved_for: &unserved_for,
             wait_scale_s: l.min_cycle_s(),
+            max_wait_s: l.max_wait_s(),
+            saturated: self.saturated,
             cluster_gap_s: l.cluster_gap_s,
             opposed_by: &l.opposed_by,
             sneakers: &l.lanes,
         }
         .solve();
+        // saturated once the plan leaves more queued at its horizon than a vehicle per lane
+        // of the intersection, and no longer once that halves
+        let lanes: f64 = l.lanes.iter().sum::<f64>().max(1.0);
+        self.saturated = if self.saturated {
+            plan.left > 0.5 * lanes
+        } else {
+            plan.left > lanes
+        };
         let choice = match plan.next {
             Some(j) if plan.hold_s <= 0.0 && green_for >= l.min_green[stage] => Choice::Switch(j),
             _ => Choice::Hold,
         };
         let queued: f64 = queue.iter().sum();
+        let regime = if self.saturated { ", saturated" } else { "" };
         self.explain = match choice {
             Choice::Hold => format!(
-                "hold stage {stage} {:.0} s more ({queued:.1} queued, plan delay {:.0} veh-s)",
+                "hold stage {stage} {:.0} s more ({queued:.1} queued, plan delay {:.0} veh-s{regime})",
                 plan.hold_s, plan.cost
             ),
             Choice::Switch(j) => format!(
-                "switch to stage {j} ({queued:.1} queued, plan delay {:.0} veh-s)",
+                "switch to stage {j} ({queued:.1} queued, plan delay {:.0} veh-s{regime})",
                 plan.cost
             ),
         };

@@ -51,11 +51,19 @@ pub struct Problem<'a> {
     pub startup_lost_s: f64,
     /// Cost per vehicle still queued at the horizon (s).
     pub leftover_wait_s: f64,
-    /// Per group: seconds it has been red now (0: green).
-    pub red_for: &'a [f64],
+    /// Per group: seconds since it was last served (green with the right of way, or less
+    /// than half a vehicle queued); 0: served now.
+    pub unserved_for: &'a [f64],
     /// A queued vehicle's cost per second grows by 1 every this many seconds its group has
-    /// been red (0: delay only).
+    /// gone unserved (0: delay only).
     pub wait_scale_s: f64,
+    /// The starvation bound: beyond this many seconds unserved, a queued vehicle's cost per
+    /// second grows by 1 more every second (0 or infinite: no bound).
+    pub max_wait_s: f64,
+    /// The saturated regime: the horizon cannot clear the queues, so a green ends only once
+    /// its queue is gone or at max green, never at min green with a queue left (fewer
+    /// changes, less time lost to intergreens).
+    pub saturated: bool,
     /// A cluster of arrivals ends at a gap of at least this many seconds.
     pub cluster_gap_s: f64,
     /// `[stage][group]`: the groups of the stage that group gives way to there (a permissive
@@ -86,6 +94,8 @@ pub struct Plan {
     pub greens: Vec<PlannedGreen>,
     /// Vehicle-seconds of delay over the horizon plus the leftover cost.
     pub cost: f64,
+    /// Vehicles the plan leaves queued at the horizon.
+    pub left: f64,
     /// Per group, vehicles leaving the stop line in each second of the horizon.
     pub departures: Vec<Vec<f64>>,
 }
@@ -133,6 +143,21 @@ impl ClusterEnds {
     }
 }
 
+/// HCM critical headway of a permitted left turn across one opposing stream (s).
+pub const CRITICAL_HEADWAY_S: f64 = 4.5;
+/// HCM follow-up headway of turning vehicles taking one gap after another (s).
+pub const FOLLOW_UP_HEADWAY_S: f64 = 2.5;
+
+/// Vehicles per second a movement giving way can take from an opposing stream of `v`
+/// vehicles per second (random arrivals; HCM's permitted capacity
+/// `v e^(-v tc) / (1 - e^(-v tf))`, `1 / tf` with nobody opposing).
+pub fn gap_capacity(v: f64) -> f64 {
+    if !(v.is_finite() && v > 1e-6) {
+        return 1.0 / FOLLOW_UP_HEADWAY_S;
+    }
+    v * (-v * CRITICAL_HEADWAY_S).exp() / (1.0 - (-v * FOLLOW_UP_HEADWAY_S).exp())
+}
+
 /// Seconds as whole steps (never below `lo`).
 fn steps(s: f64, lo: usize) -> usize {
     if s.is_finite() && s > 0.0 {
@@ -175,7 +200,7 @@ impl Problem<'_> {
         let n = self.queue.len();
         let mut s = self.queue.to_vec();
         s.extend((0..n).map(|g| {
-            let red = self.red_for.get(g).copied().unwrap_or(0.0).max(0.0);
+            let red = self.unserved_for.get(g).copied().unwrap_or(0.0).max(0.0);
             -red
         }));
         s
@@ -200,15 +225,19 @@ impl Problem<'_> {
         // groups giving way in this stage are held while an opposing queue discharges
         let opposed = self.opposed_by.get(stage);
         for g in 0..n {
-            let blocked = opposed
+            let against = opposed
                 .and_then(|o| o.get(g))
-                .is_some_and(|o| o.iter().any(|&h| q.get(h).is_some_and(|&x| x >= 0.5)));
+                .map_or(&[][..], Vec::as_slice);
+            let blocked = against.iter().any(|&h| q.get(h).is_some_and(|&x| x >= 0.5));
+            // with the opposing queue gone, a group giving way takes the gaps in the opposing
+            // arrivals (HCM permitted-turn capacity)
+            let gap_cap = (!against.is_empty())
+                .then(|| gap_capacity(against.iter().map(|&h| self.arrival(h, t)).sum()));
             let qg = &mut q[g];
             *qg += self.arrival(g, t);
-            let is_green = green(g).is_some();
-            if is_green {
-                red[g] = t as f64 + 1.0;
-            }
+            // served: green with the right of way (a group giving way only once its queue is
+            // gone: the sneakers of each green do not serve a queue that keeps growing)
+            let served = green(g).is_some() && against.is_empty();
             if let Some(age) = green(g) {
                 if age >= lost {
                     let rate = self
@@ -220,7 +249,11 @@ impl Problem<'_> {
                         .or_else(|| self.discharge.get(g).copied())
                         .unwrap_or(0.0)
                         .max(0.0);
-                    let rate = if blocked { 0.0 } else { rate };
+                    let rate = match gap_cap {
+                        _ if blocked => 0.0,
+                        Some(cap) => rate.min(cap),
+                        None => rate,
+                    };
                     let d = qg.min(rate);
                     *qg -= d;
                     if let Some(o) = out.as_deref_mut() {
@@ -230,13 +263,19 @@ impl Problem<'_> {
                     }
                 }
             }
-            let waited = if is_green { 0.0 } else { t as f64 - red[g] };
+            if served || *qg < 0.5 {
+                red[g] = t as f64 + 1.0;
+            }
+            let waited = t as f64 - red[g];
             let scale = self.wait_scale_s;
-            let weight = if scale > 0.0 && waited > 0.0 {
+            let mut weight = if scale > 0.0 && waited > 0.0 {
                 1.0 + waited / scale
             } else {
                 1.0
             };
+            if self.max_wait_s > 0.0 && waited > self.max_wait_s {
+                weight += waited - self.max_wait_s;
+            }
             cost += *qg * weight;
         }
         cost
@@ -267,6 +306,57 @@ impl Problem<'_> {
             }
         }
         since
+    }
+
+    /// The latest ends (seconds from `start`, the start of stage `s`'s green) that still let a
+    /// following stage run, for the groups `s` hands on to it within their own max green
+    /// (`since(g)`: when group `g`'s green began), its min green, and long enough to
+    /// discharge their queue `q` with the right of way. Without these candidates, a green
+    /// held to its max green (the saturated regime) would leave no room for a protected
+    /// turn after the permitted one.
+    fn handover_ends(
+        &self,
+        s: usize,
+        start: f64,
+        since: &dyn Fn(usize) -> f64,
+        q: &[f64],
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        for j in (0..self.stages.len()).filter(|&j| j != s) {
+            let lo = steps(self.min_green.get(j).copied().unwrap_or(0.0), 1) as f64;
+            let ig = self.ig(s, j) as f64;
+            let handed: Vec<usize> = self.stages[s]
+                .iter()
+                .copied()
+                .filter(|&g| self.in_stage(j, g))
+                .collect();
+            let room = handed
+                .iter()
+                .map(|&g| self.group_room(g, since(g), start) - ig)
+                .fold(f64::INFINITY, f64::min);
+            if !room.is_finite() {
+                continue;
+            }
+            let clear = handed
+                .iter()
+                .map(|&g| {
+                    let rate = self.discharge.get(g).copied().unwrap_or(0.0);
+                    let queued = q.get(g).copied().unwrap_or(0.0);
+                    if rate > 0.0 {
+                        self.startup_lost_s + queued / rate
+                    } else {
+                        0.0
+                    }
+                })
+                .fold(lo, f64::max)
+                .min(room);
+            for need in [lo, clear] {
+                if room - need >= 0.0 {
+                    out.push((room - need).floor() as usize);
+                }
+            }
+        }
+        out
     }
 
     /// Vehicles queued for stage `s`'s groups plus those arriving in second `t`.
@@ -384,7 +474,22 @@ impl Problem<'_> {
         let mut cost = 0.0;
         let mut ends = ClusterEnds::default();
         let mut found = 0;
-        if min_rem == 0 {
+        let handover = if self.saturated {
+            let had = |g: usize| {
+                -self
+                    .group_green_for
+                    .get(g)
+                    .copied()
+                    .unwrap_or(0.0)
+                    .max(done)
+            };
+            self.handover_ends(c, 0.0, &had, &q)
+        } else {
+            Vec::new()
+        };
+        let now_ok =
+            !self.saturated || self.cleared(c, &q) || max_rem == 0 || handover.contains(&0);
+        if min_rem == 0 && now_ok {
             offer(
                 &mut best,
                 c,
@@ -408,8 +513,9 @@ impl Problem<'_> {
             };
             if d == h {
                 finals.push(label());
-            } else if d == min_rem
+            } else if (d == min_rem && (!self.saturated || self.cleared(c, &q)))
                 || d == max_rem
+                || handover.contains(&d)
                 || (d > min_rem && cluster_end && found < MAX_CANDIDATES)
             {
                 if d > min_rem && cluster_end {
@@ -459,6 +565,7 @@ impl Problem<'_> {
             hold_s,
             next: chosen.greens.get(1).map(|g| g.stage),
             cost: chosen.key(leftover),
+            left: chosen.queue[..n].iter().sum(),
             greens: chosen.greens,
             departures,
         }
@@ -535,6 +642,17 @@ impl Problem<'_> {
         if hi < lo {
             return;
         }
+        let handover = if self.saturated {
+            let since = |g: usize| {
+                self.in_stage(s, g)
+                    .then(|| self.green_since(&l.greens, g))
+                    .flatten()
+                    .unwrap_or(start as f64)
+            };
+            self.handover_ends(j, start as f64, &since, &q)
+        } else {
+            Vec::new()
+        };
         let mut ends = ClusterEnds::default();
         let mut found = 0;
         let last = hi.min(h - start);
@@ -544,8 +662,12 @@ impl Problem<'_> {
             cost += self.second(&mut q, u, &|g| green_j(g, u), j, None);
             let cluster_end = ends.end(self.cleared(j, &q), || self.quiet(j, u + 1, gap));
             let end = start + d;
-            let take =
-                end == h || d == lo || d == hi || (d > lo && cluster_end && found < MAX_CANDIDATES);
+            let at_min = d == lo && (!self.saturated || self.cleared(j, &q));
+            let take = end == h
+                || at_min
+                || d == hi
+                || (d > lo && handover.contains(&d))
+                || (d > lo && cluster_end && found < MAX_CANDIDATES);
             if !take {
                 continue;
             }
@@ -673,8 +795,10 @@ mod tests {
                 green_for,
                 startup_lost_s: 2.0,
                 leftover_wait_s: 20.0,
-                red_for: &self.red,
+                unserved_for: &self.red,
                 wait_scale_s: 0.0,
+                max_wait_s: 0.0,
+                saturated: false,
                 cluster_gap_s: 3.0,
                 opposed_by: &self.opposed,
                 sneakers: &self.sneakers,

@@ -49,6 +49,16 @@ impl Intersection {
         let intergreen = intergreens(&mut e, cfg, &names, &groups, &conflicts);
         names.stages = index(&mut e, &cfg.stage, at, "stage", "stage", |s| &s.id);
         let stages = stages(&mut e, cfg, &names, &groups, &conflicts);
+        if groups.len() > FIRMWARE_MAX && !matches!(actuation, Actuation::Modbus { .. }) {
+            // the safety core (the supervisor) serves as many groups as the firmware
+            e.push(
+                format!("{at}.signal_group"),
+                format!(
+                    "the safety supervisor serves at most {FIRMWARE_MAX} signal groups, found {}",
+                    groups.len()
+                ),
+            );
+        }
         if matches!(actuation, Actuation::Modbus { .. }) {
             firmware_limits(&mut e, at, groups.len(), stages.len());
         }

@@ -1,8 +1,10 @@
 //! The intergreen matrix: for each ordered pair of conflicting signal groups, the minimum time
 //! from the end of green of the first (clearing) group to the start of green of the second
-//! (entering) group. A pair without an entry does not conflict.
+//! (entering) group. A pair without an entry in either direction does not conflict; a pair
+//! with an entry in one direction only conflicts, and the safety core never lets the group
+//! without an intergreen enter after the other (validation reports it).
 
-use super::{GroupSet, MAX_GROUPS};
+use crate::signal::{GroupSet, MAX_GROUPS};
 
 /// Intergreen times in ms, indexed `[clearing][entering]`; `None` = no conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,8 @@ impl IntergreenMatrix {
     }
 
     /// Declares `a` and `b` conflicting, with intergreen `a_to_b_ms` (a clears, b enters) and
-    /// `b_to_a_ms`. Out-of-range groups are reported by [`super::ControllerConfig::validate`],
+    /// `b_to_a_ms`. Out-of-range groups are reported by
+    /// [`ControllerConfig::validate`](crate::signal::ControllerConfig::validate),
     /// here they are ignored and `false` is returned.
     pub fn set_conflict(&mut self, a: usize, b: usize, a_to_b_ms: u32, b_to_a_ms: u32) -> bool {
         match (
@@ -39,6 +42,22 @@ impl IntergreenMatrix {
             *slot = Some(b_to_a_ms);
         }
         true
+    }
+
+    /// Sets the intergreen of one direction: `clearing` ends its green, `entering` may start
+    /// `ms` later. Out-of-range groups are ignored and `false` is returned.
+    pub fn set(&mut self, clearing: usize, entering: usize, ms: u32) -> bool {
+        match self
+            .times
+            .get_mut(clearing)
+            .and_then(|r| r.get_mut(entering))
+        {
+            Some(slot) => {
+                *slot = Some(ms);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Intergreen from the end of green of `clearing` to the start of green of `entering`.
@@ -81,5 +100,8 @@ mod tests {
         assert!(!m.conflicts(0, 1));
         assert_eq!(m.conflicting(0), GroupSet::EMPTY.with(2));
         assert!(!m.set_conflict(0, MAX_GROUPS, 1, 1));
+        assert!(m.set(3, 4, 2_500) && !m.set(MAX_GROUPS, 0, 1));
+        assert_eq!((m.get(3, 4), m.get(4, 3)), (Some(2_500), None));
+        assert!(m.conflicts(4, 3), "one direction is a conflict");
     }
 }
