@@ -306,8 +306,7 @@ impl Estimator {
             if d.role != Role::Upstream {
                 continue;
             }
-            let occupied = self.last_occupied[i] >= now - 1.0;
-            let is = occupied
+            let is = self.occupied(i, now)
                 && now - self.occupied_since[i] >= STANDING_S
                 && now - self.last_count[i] >= STANDING_S;
             for &g in d.groups.iter().filter(|&&g| g < self.groups) {
@@ -424,16 +423,8 @@ impl Estimator {
             // without an upstream detector: while its stop bar stays occupied, the group's
             // measured flow has been queueing since it was last free (at least one vehicle)
             return self
-                .detectors
-                .iter()
-                .enumerate()
-                .filter(|(i, d)| {
-                    d.role == Role::StopBar
-                        && d.groups.contains(&g)
-                        && self.last_occupied[*i] >= now - 1.0
-                })
-                .map(|(i, _)| (self.flow[g] * (now - self.occupied_since[i])).max(1.0))
-                .fold(0.0, f64::max);
+                .stop_bar_occupied_since(g, now)
+                .map_or(0.0, |since| (self.flow[g] * (now - since)).max(1.0));
         }
         self.hidden[g]
             + self.expected[g]
@@ -441,6 +432,24 @@ impl Estimator {
                 .take_while(|e| e.0 <= now)
                 .map(|e| e.1)
                 .sum::<f64>()
+    }
+
+    /// Whether detector `i` is occupied at `now` (seen occupied within the last second).
+    fn occupied(&self, i: usize, now: f64) -> bool {
+        self.last_occupied[i] >= now - 1.0
+    }
+
+    /// Since when the longest-occupied of group `g`'s stop bars occupied now has been
+    /// occupied without a break (`None`: none is occupied).
+    fn stop_bar_occupied_since(&self, g: usize, now: f64) -> Option<f64> {
+        self.detectors
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| {
+                d.role == Role::StopBar && d.groups.contains(&g) && self.occupied(*i, now)
+            })
+            .map(|(i, _)| self.occupied_since[i])
+            .reduce(f64::min)
     }
 
     /// How long the first vehicle queued for group `g` has been at the stop line (s; 0 with
@@ -452,16 +461,8 @@ impl Estimator {
         }
         if !self.upstream[g] {
             return self
-                .detectors
-                .iter()
-                .enumerate()
-                .filter(|(i, d)| {
-                    d.role == Role::StopBar
-                        && d.groups.contains(&g)
-                        && self.last_occupied[*i] >= now - 1.0
-                })
-                .map(|(i, _)| now - self.occupied_since[i])
-                .fold(0.0, f64::max);
+                .stop_bar_occupied_since(g, now)
+                .map_or(0.0, |since| now - since);
         }
         self.expected[g]
             .front()

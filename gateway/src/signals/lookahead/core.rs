@@ -59,13 +59,16 @@ impl Layout {
     /// The horizon: the longest green plus one shortest cycle, so that the plan always sees
     /// every stage served again; within [`MIN_HORIZON_S`], [`MAX_HORIZON_S`].
     pub fn horizon_s(&self) -> f64 {
-        let longest = self
-            .max_green
+        (self.longest_max_green_s() + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
+    }
+
+    /// The longest finite stage max green (s).
+    fn longest_max_green_s(&self) -> f64 {
+        self.max_green
             .iter()
             .copied()
             .filter(|m| m.is_finite())
-            .fold(0.0f64, f64::max);
-        (longest + self.min_cycle_s()).clamp(MIN_HORIZON_S, MAX_HORIZON_S)
+            .fold(0.0f64, f64::max)
     }
 
     /// The starvation bound: a queued vehicle should wait no longer than one longest green
@@ -77,12 +80,7 @@ impl Layout {
     /// two-stage crossroads (29 s) it cuts off a platoon's green to serve one vehicle
     /// (docs/bench/sumo-peak.md).
     pub fn max_wait_s(&self) -> f64 {
-        let longest = self
-            .max_green
-            .iter()
-            .copied()
-            .filter(|m| m.is_finite())
-            .fold(0.0f64, f64::max);
+        let longest = self.longest_max_green_s();
         let change = self
             .intergreen
             .iter()

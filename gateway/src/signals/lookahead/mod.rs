@@ -394,14 +394,12 @@ mod tests {
         );
     }
 
-    /// Oversaturated (the north-south demand alone needs more than its share of the cycle):
-    /// safe, never refused, it serves at least what actuated control serves, with no more
-    /// delay, and the lighter east-west approaches are not starved.
-    #[test]
-    fn on_the_queue_model_oversaturated_it_serves_as_much_as_actuated_and_starves_no_one() {
-        let vph = [1100.0, 600.0, 1100.0, 600.0];
-        let s = queue_run_with("look_ahead", &vph, None);
-        let actuated = queue_run_with("actuated", &vph, None);
+    /// The look-ahead and actuated control on the same queue model: the look-ahead never
+    /// refused, serving at least 0.99 x what actuated serves, with no more delay, and no
+    /// group waiting longer than actuated lets one wait (or 90 s).
+    fn no_worse_than_actuated(vph: &[f64], incident: Option<super::super::queue_model::Incident>) {
+        let s = queue_run_with("look_ahead", vph, incident);
+        let actuated = queue_run_with("actuated", vph, incident);
         eprintln!("look-ahead {s:?}\nactuated {actuated:?}");
         assert_eq!(s.refused, 0, "{s:?}");
         assert!(
@@ -418,6 +416,15 @@ mod tests {
         );
     }
 
+    /// Oversaturated (the north-south demand alone needs more than its share of the cycle):
+    /// safe, never refused, it serves at least what actuated control serves, with no more
+    /// delay, and the lighter east-west approaches are not starved.
+    #[test]
+    fn on_the_queue_model_oversaturated_it_serves_as_much_as_actuated_and_starves_no_one() {
+        let vph = [1100.0, 600.0, 1100.0, 600.0];
+        no_worse_than_actuated(&vph, None);
+    }
+
     /// An incident: the north approach discharges at 40% for 20 minutes of a heavy hour,
     /// unannounced. Safe, never refused, served at least as well as by actuated control.
     #[test]
@@ -429,22 +436,7 @@ mod tests {
             until: 2400.0,
             factor: 0.4,
         };
-        let s = queue_run_with("look_ahead", &vph, Some(incident));
-        let actuated = queue_run_with("actuated", &vph, Some(incident));
-        eprintln!("look-ahead {s:?}\nactuated {actuated:?}");
-        assert_eq!(s.refused, 0, "{s:?}");
-        assert!(
-            s.departed as f64 >= 0.99 * actuated.departed as f64,
-            "{s:?} vs {actuated:?}"
-        );
-        assert!(
-            s.delay_veh_s <= actuated.delay_veh_s,
-            "{s:?} vs {actuated:?}"
-        );
-        assert!(
-            s.max_wait_s <= actuated.max_wait_s.max(90.0),
-            "{s:?} vs {actuated:?}"
-        );
+        no_worse_than_actuated(&vph, Some(incident));
     }
 
     /// A platoon seen on the advance detector keeps the green going until it has passed.
