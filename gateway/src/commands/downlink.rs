@@ -207,8 +207,8 @@ impl Downlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::base64;
     use crate::config::{CommandKeyConfig, CommandsConfig};
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -220,7 +220,7 @@ mod tests {
         let cfg = CommandsConfig {
             keys: vec![CommandKeyConfig {
                 id: "p".into(),
-                public_key: base64::encode(k.public_key().as_ref()),
+                public_key: BASE64_STANDARD.encode(k.public_key().as_ref()),
             }],
             ..CommandsConfig::default()
         };

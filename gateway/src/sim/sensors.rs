@@ -13,7 +13,8 @@ use crate::sources::mqtt::epoch_now;
 
 /// The simulated intersections and their detectors.
 pub const INTERSECTIONS: [&str; 3] = ["int-1", "int-2", "int-3"];
-pub const DETECTORS: [&str; 4] = ["det-n", "det-e", "det-s", "det-w"];
+pub const DETECTORS: [&str; citygate_firmware::signal::demo::DETECTORS] =
+    ["det-n", "det-e", "det-s", "det-w"];
 /// The flood station on Modbus (the firmware's hazard node) and the one that publishes over MQTT.
 pub const FLOOD_STATION: &str = "flood-1";
 pub const MQTT_FLOOD_STATION: &str = "flood-2";
