@@ -168,7 +168,7 @@ fn print_status(config: &std::path::Path) -> ExitCode {
     };
     match crate::status::StatusFile::read(&cfg.gateway.data_dir) {
         Ok(s) => {
-            let age = crate::sources::mqtt::epoch_now() - s.time;
+            let age = crate::clock::wall_s() - s.time;
             let state = if age < 5.0 {
                 "running"
             } else {

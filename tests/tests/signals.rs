@@ -681,7 +681,7 @@ hold = "EW"
         .await
     );
     let publisher = Publisher::connect(local, "field-w").await;
-    let now = citygate::sources::mqtt::epoch_now();
+    let now = citygate::clock::wall_s();
     publisher.reading("w1", 1.5, now).await;
     assert!(
         eventually(Duration::from_secs(10), || controller().as_deref()

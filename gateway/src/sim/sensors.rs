@@ -9,7 +9,6 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 
 use crate::mqtt::BrokerUrl;
-use crate::sources::mqtt::epoch_now;
 
 /// The simulated intersections and their detectors.
 pub const INTERSECTIONS: [&str; 3] = ["int-1", "int-2", "int-3"];
@@ -77,7 +76,7 @@ pub async fn run(local: BrokerUrl, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let now = epoch_now();
+        let now = crate::clock::wall_s();
         for (i, int) in INTERSECTIONS.iter().enumerate() {
             for (d, det) in DETECTORS.iter().enumerate() {
                 let topic = format!("field/{int}/{det}/senml");
