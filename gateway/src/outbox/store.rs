@@ -23,11 +23,12 @@
 //! works again once the disk has room.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use citygate_protocols::{Body, Class, Envelope};
 
+use super::counters::{OutboxCounters, OutboxStatus};
 use super::limits::{self, Admission, Ttl};
 use crate::config::OutboxConfig;
 
@@ -157,114 +158,6 @@ pub enum OutboxError {
     },
 }
 
-/// One counter per class.
-#[derive(Debug, Default)]
-pub struct PerClass(pub [AtomicU64; 3]);
-
-impl PerClass {
-    pub fn get(&self, class: Class) -> u64 {
-        self.0[usize::from(class.rank())].load(Ordering::Relaxed)
-    }
-
-    fn add(&self, class: Class, n: u64) {
-        self.0[usize::from(class.rank())].fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sub(&self, class: Class, n: u64) {
-        let _ = self.0[usize::from(class.rank())].fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |v| Some(v.saturating_sub(n)),
-        );
-    }
-
-    fn set(&self, class: Class, n: u64) {
-        self.0[usize::from(class.rank())].store(n, Ordering::Relaxed);
-    }
-
-    pub fn total(&self) -> u64 {
-        Class::ALL.iter().map(|c| self.get(*c)).sum()
-    }
-
-    fn snapshot(&self) -> ClassCounts {
-        ClassCounts {
-            alerts: self.get(Class::Alert),
-            events: self.get(Class::Event),
-            summaries: self.get(Class::Summary),
-        }
-    }
-}
-
-/// Counters of what went through the outbox since start (depth and bytes: stored now).
-#[derive(Debug, Default)]
-pub struct OutboxCounters {
-    pub appended: AtomicU64,
-    pub acked: AtomicU64,
-    /// Records stored now.
-    pub depth: AtomicU64,
-    /// Records stored now, per class.
-    pub depth_by_class: PerClass,
-    /// Bytes of the records stored now (key and value), per class.
-    pub bytes: PerClass,
-    /// Records evicted to keep within `max_bytes` (never alerts).
-    pub evicted: PerClass,
-    /// Records removed because their class's time-to-live passed.
-    pub expired: PerClass,
-    /// New records refused because nothing of their class or lower was left to evict.
-    pub refused: PerClass,
-    /// Alerts stored although the byte budget was exceeded.
-    pub alert_overflow: AtomicU64,
-    /// Storage errors (e.g. a full disk) reported by sled.
-    pub disk_errors: AtomicU64,
-    /// Times the store was reopened after a disk error.
-    pub reopened: AtomicU64,
-    /// Damaged stores set aside at start (0 or 1).
-    pub set_aside: AtomicU64,
-}
-
-/// Per-class numbers in the status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClassCounts {
-    pub alerts: u64,
-    pub events: u64,
-    pub summaries: u64,
-}
-
-/// The outbox part of the status (`status.json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OutboxStatus {
-    pub bytes: u64,
-    pub max_bytes: u64,
-    pub depth: ClassCounts,
-    pub bytes_by_class: ClassCounts,
-    pub evicted: ClassCounts,
-    pub expired: ClassCounts,
-    pub refused: ClassCounts,
-    pub alert_overflow: u64,
-    pub disk_errors: u64,
-    pub reopened: u64,
-    pub set_aside: u64,
-}
-
-impl OutboxCounters {
-    pub fn status(&self, max_bytes: u64) -> OutboxStatus {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        OutboxStatus {
-            bytes: self.bytes.total(),
-            max_bytes,
-            depth: self.depth_by_class.snapshot(),
-            bytes_by_class: self.bytes.snapshot(),
-            evicted: self.evicted.snapshot(),
-            expired: self.expired.snapshot(),
-            refused: self.refused.snapshot(),
-            alert_overflow: g(&self.alert_overflow),
-            disk_errors: g(&self.disk_errors),
-            reopened: g(&self.reopened),
-            set_aside: g(&self.set_aside),
-        }
-    }
-}
-
 /// A damaged store that was moved aside at start.
 #[derive(Debug, Clone)]
 pub struct SetAside {
@@ -274,9 +167,11 @@ pub struct SetAside {
     pub reason: String,
 }
 
-struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+pub(super) struct Store {
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+    /// Other stages' durable state beside the records (see `state`).
+    pub(super) state: sled::Tree,
 }
 
 /// The outbox. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -293,6 +188,8 @@ pub struct Outbox {
     failed: AtomicBool,
     /// Records read from a failed store that the new one has not taken yet.
     carry: Mutex<Vec<(sled::IVec, sled::IVec)>>,
+    /// The same for the state tree.
+    carry_state: Mutex<Vec<(sled::IVec, sled::IVec)>>,
     pub counters: Arc<OutboxCounters>,
 }
 
@@ -324,7 +221,8 @@ fn open_sled(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Error> {
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let db = config.open()?;
         let tree = db.open_tree("records")?;
-        Ok::<_, sled::Error>(Store { db, tree })
+        let state = db.open_tree(super::state::TREE)?;
+        Ok::<_, sled::Error>(Store { db, tree, state })
     }));
     match opened {
         Ok(r) => r,
@@ -433,6 +331,7 @@ impl Outbox {
             ]),
             failed: AtomicBool::new(false),
             carry: Mutex::new(Vec::new()),
+            carry_state: Mutex::new(Vec::new()),
             counters,
         })
     }
@@ -510,11 +409,18 @@ impl Outbox {
         &self,
         f: impl FnOnce(&sled::Tree) -> Result<T, sled::Error>,
     ) -> Result<T, OutboxError> {
+        self.with_store(|s| f(&s.tree))
+    }
+
+    pub(super) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, sled::Error>,
+    ) -> Result<T, OutboxError> {
         let guard = self.store.read().unwrap_or_else(|e| e.into_inner());
         let Some(s) = guard.as_ref() else {
             return Err(OutboxError::Unavailable);
         };
-        self.storage(f(&s.tree))
+        self.storage(f(s))
     }
 
     /// Stores `body`, to be published on `topic`, under the next sequence number and returns
@@ -526,6 +432,18 @@ impl Outbox {
 
     /// [`Outbox::append`] at a given time (milliseconds since the epoch).
     pub fn append_at(&self, topic: &str, body: Body, now_ms: u64) -> Result<Key, OutboxError> {
+        self.append_full(topic, body, now_ms, &[])
+    }
+
+    /// [`Outbox::append_at`], writing `state` (key, value) pairs into the state tree in the
+    /// same transaction as the record.
+    pub(super) fn append_full(
+        &self,
+        topic: &str,
+        body: Body,
+        now_ms: u64,
+        state: &[(&[u8], &[u8])],
+    ) -> Result<Key, OutboxError> {
         let class = body.class();
         let key = {
             let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
@@ -575,9 +493,8 @@ impl Outbox {
             self.counters.bytes.add(class, incoming);
             self.counters.depth_by_class.add(class, 1);
             self.counters.depth.fetch_add(1, Ordering::Relaxed);
-            let inserted = self.with_tree(|t| {
-                t.insert(META_SEQ, &(seq + 1).to_be_bytes())?;
-                t.insert(key.to_bytes(), value)
+            let inserted = self.with_store(|s| {
+                super::state::insert_with(s, META_SEQ, seq + 1, key.to_bytes(), &value, state)
             });
             if let Err(e) = inserted {
                 self.removed(class, value_len);
@@ -664,6 +581,12 @@ impl Outbox {
         self.storage(s.db.flush()).map(|_| ())
     }
 
+    /// Marks the store failed, as a disk error would.
+    #[cfg(test)]
+    pub(super) fn failed_for_test(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
     /// Whether a storage error left the store needing [`Outbox::recover`].
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
@@ -683,6 +606,8 @@ impl Outbox {
         if let Some(old) = guard.take() {
             let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
             carry.extend(old.tree.iter().filter_map(Result::ok));
+            let mut carry_state = self.carry_state.lock().unwrap_or_else(|e| e.into_inner());
+            carry_state.extend(old.state.iter().filter_map(Result::ok));
             // Dropping the last handles releases sled's file lock.
             drop(old);
         }
@@ -691,11 +616,15 @@ impl Outbox {
             OutboxError::Storage(e)
         })?;
         let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut carry_state = self.carry_state.lock().unwrap_or_else(|e| e.into_inner());
         let write = (|| {
             for (k, v) in carry.iter() {
                 if k.as_ref() != META_SEQ {
                     fresh.tree.insert(k, v)?;
                 }
+            }
+            for (k, v) in carry_state.iter() {
+                fresh.state.insert(k, v)?;
             }
             fresh.tree.insert(META_SEQ, &(*next).to_be_bytes())?;
             fresh.db.flush()
@@ -705,6 +634,7 @@ impl Outbox {
             return Err(OutboxError::Storage(e));
         }
         carry.clear();
+        carry_state.clear();
         // Recount from what the new store holds.
         let found = scan(&fresh.tree)?;
         for class in Class::ALL {

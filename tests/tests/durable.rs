@@ -1,0 +1,158 @@
+//! End-to-end tests that promises survive a restart: the gateway runs as its own process
+//! (`citygate run`), is killed with SIGKILL and started again on the same data directory.
+//! An open alert incident continues under its identifier and is cancelled with references to
+//! what was sent before the kill.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use citygate_protocols::cap::{Alert, MsgType};
+use citygate_protocols::Body;
+use citygate_tests::*;
+
+const HAZARD: &str = r#"
+[hazard]
+sender = "citygate.gw-d@city.example"
+identifier_prefix = "gw-d"
+min_update_interval_s = 1
+
+[[hazard.groups]]
+id = "underpass"
+sensors = ["w1", "w2", "w3"]
+quantity = "level"
+rule = { kind = "threshold" }
+k = 2
+persistence_s = 0
+event = "Flood"
+area = { desc = "Main St underpass", polygon = [[52.1, 4.3], [52.1, 4.31], [52.11, 4.31]] }
+
+[[hazard.groups.levels]]
+name = "warning"
+raise = 1.0
+clear = 0.8
+urgency = "Immediate"
+severity = "Severe"
+certainty = "Observed"
+headline = "Underpass flooded ({value} m)"
+"#;
+
+fn xsd() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/cap/CAP-v1.2.xsd")
+}
+
+/// Validates CAP XML against the CAP 1.2 schema with xmllint (Debian libxml2-utils, which
+/// tests/run.sh installs); a missing xmllint fails the test.
+fn xmllint_ok(xml: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("alert.xml");
+    std::fs::write(&f, xml).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(xsd())
+        .arg(&f)
+        .output()
+        .map_err(|e| format!("xmllint (Debian libxml2-utils) is needed: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Every CAP message that arrived on the uplink, in arrival order (duplicates dropped).
+fn alerts(c: &Collector) -> Vec<(String, Alert)> {
+    let got = c.snapshot();
+    let mut seen = std::collections::HashSet::new();
+    got.envelopes
+        .iter()
+        .filter(|e| seen.insert(e.seq))
+        .filter_map(|e| match &e.body {
+            Body::Alert { cap, .. } => Some((cap.clone(), Alert::from_xml(cap).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Publishes `level` on w1 and w2 every 200 ms until `done` holds or `within` passes.
+async fn publish_until(
+    p: &Publisher,
+    level: f64,
+    within: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        for s in ["w1", "w2"] {
+            p.reading(s, level, now()).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    done()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_open_at_a_sigkill_is_cancelled_after_the_restart_with_references() {
+    let id = "gw-d";
+    let mosq = Mosquitto::start();
+    let collector = Collector::start(mosq.port, id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let local = free_port();
+    let cfg_path = dir.path().join("gw.toml");
+    let text = gateway_config(id, local, &mosq.url(), &data, 60) + HAZARD;
+    std::fs::write(&cfg_path, text).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
+    let field = Publisher::connect(local, "field-d1").await;
+    let raised = publish_until(&field, 1.5, Duration::from_secs(30), || {
+        !alerts(&collector).is_empty()
+    })
+    .await;
+    assert!(raised, "no alert before the kill: {}", gw.log_text());
+    let (_, alert) = alerts(&collector).remove(0);
+    assert_eq!(alert.msg_type, MsgType::Alert);
+    gw.kill();
+    drop(field);
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
+    let field = Publisher::connect(local, "field-d2").await;
+    let cancelled = publish_until(&field, 0.1, Duration::from_secs(30), || {
+        alerts(&collector)
+            .iter()
+            .any(|(_, a)| a.msg_type == MsgType::Cancel)
+    })
+    .await;
+    let log = gw.log_text();
+    assert!(cancelled, "no cancel after the restart: {log}");
+    let all = alerts(&collector);
+    let types: Vec<MsgType> = all.iter().map(|(_, a)| a.msg_type).collect();
+    assert_eq!(
+        types,
+        vec![MsgType::Alert, MsgType::Cancel],
+        "no new incident after the restart: {all:?}"
+    );
+    let (xml, cancel) = &all[1];
+    assert_eq!(cancel.incidents, alert.incidents, "the same incident");
+    assert_ne!(cancel.identifier, alert.identifier);
+    let refs = cancel.reference_list().unwrap();
+    assert!(
+        refs.iter().any(|r| r.identifier == alert.identifier
+            && r.sender == alert.sender
+            && r.sent == alert.sent),
+        "the cancel must reference the pre-kill alert: {refs:?}"
+    );
+    xmllint_ok(xml).unwrap();
+    cancel.validate().unwrap();
+    assert!(log.contains("continuing underpass incident"), "{log}");
+    assert!(gw.stop().success());
+}
