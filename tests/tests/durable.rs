@@ -156,3 +156,93 @@ async fn an_incident_open_at_a_sigkill_is_cancelled_after_the_restart_with_refer
     assert!(log.contains("continuing underpass incident"), "{log}");
     assert!(gw.stop().success());
 }
+
+/// Overwrites every file under `dir` with garbage of the same length; returns how many.
+fn scribble(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            n += scribble(&p);
+        } else {
+            let len = std::fs::metadata(&p).unwrap().len() as usize;
+            let junk: Vec<u8> = (0..len.max(64))
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+                .collect();
+            std::fs::write(&p, junk).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Publishes one reading on each of 20 sensors every 100 ms for `secs` seconds.
+async fn readings_for(p: &Publisher, secs: u64) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut i = 0.0;
+    while tokio::time::Instant::now() < end {
+        for s in 0..20 {
+            p.reading(&format!("s{s}"), i, now()).await;
+        }
+        i += 1.0;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_damaged_outbox_is_set_aside_sequence_numbers_go_on_above_the_old_ones() {
+    let id = "gw-ds";
+    let mosq = Mosquitto::start();
+    let collector = Collector::start(mosq.port, id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let local = free_port();
+    let cfg_path = dir.path().join("gw.toml");
+    std::fs::write(&cfg_path, gateway_config(id, local, &mosq.url(), &data, 1)).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
+    let field = Publisher::connect(local, "field-ds1").await;
+    readings_for(&field, 4).await;
+    assert!(
+        eventually(Duration::from_secs(20), || collector.count() >= 40).await,
+        "{} records arrived: {}",
+        collector.count(),
+        gw.log_text()
+    );
+    drop(field);
+    assert!(gw.stop().success());
+    let before = collector.snapshot();
+    let old_max = before.copies.keys().copied().max().unwrap();
+    assert!(scribble(&data.join("outbox")) > 0);
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
+    let field = Publisher::connect(local, "field-ds2").await;
+    readings_for(&field, 3).await;
+    let arrived_after = |r: &Received| r.copies.len() - before.copies.len();
+    assert!(
+        eventually(Duration::from_secs(20), || arrived_after(
+            &collector.snapshot()
+        ) >= 20)
+        .await,
+        "{}",
+        gw.log_text()
+    );
+    let log = gw.log_text();
+    assert!(gw.stop().success(), "{log}");
+    assert!(log.contains("outbox was damaged"), "{log}");
+    let after = collector.snapshot();
+    // Everything that arrived after the restart (nothing from before was left to resend).
+    let new = &after.envelopes[before.envelopes.len()..];
+    assert!(
+        new.iter()
+            .any(|e| matches!(&e.body, Body::Event(ev) if ev.kind == "outbox_set_aside")),
+        "no outbox_set_aside event"
+    );
+    let lowest = new.iter().map(|e| e.seq).min().unwrap();
+    assert!(
+        lowest > old_max,
+        "a record after the set-aside has seq {lowest}, at or below {old_max} from before"
+    );
+    assert!(after.conflicting_duplicates().is_empty());
+}

@@ -5,6 +5,7 @@
 
 mod counters;
 pub mod drain;
+mod floor;
 pub mod limits;
 mod state;
 mod store;
@@ -13,4 +14,5 @@ mod store;
 mod model_tests;
 
 pub use counters::*;
+pub use floor::FloorError;
 pub use store::*;

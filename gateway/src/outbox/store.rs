@@ -12,6 +12,11 @@
 //! uplink calls before it publishes a batch, so nothing is published that a crash could take
 //! back.
 //!
+//! Losing the store. A store that never numbered a record (a fresh one after a set-aside,
+//! or one an operator removed) starts at the sequence floor kept in a file beside it
+//! (`floor`), which is always above every number handed out; so `(gateway, seq)` is never
+//! reused even when the store's own counter is gone.
+//!
 //! Damage. [`Outbox::open_or_set_aside`] refuses to wipe anything: a store sled cannot open, or
 //! one holding a record that does not decode, is renamed to `<dir>.corrupt-<unix time>` and a
 //! fresh store is opened in its place; the caller logs and reports it. A store locked by another
@@ -23,12 +28,13 @@
 //! works again once the disk has room.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use citygate_protocols::{Body, Class, Envelope};
 
 use super::counters::{OutboxCounters, OutboxStatus};
+use super::floor;
 use super::limits::{self, Admission, Ttl};
 use crate::config::OutboxConfig;
 
@@ -143,6 +149,8 @@ pub enum OutboxError {
         reason: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Floor(#[from] floor::FloorError),
     #[error("outbox: storage error: {0}")]
     Storage(#[from] sled::Error),
     #[error("outbox: record {0:?} is unreadable")]
@@ -183,6 +191,10 @@ pub struct Outbox {
     gateway: String,
     /// Next sequence number; the mutex also orders appends and evictions.
     next_seq: Mutex<u64>,
+    /// The sequence floor file beside the store, and the floor it holds: every number
+    /// handed out is below it (changed only under `next_seq`).
+    floor_path: PathBuf,
+    reserved: AtomicU64,
     ttl: Ttl,
     /// A storage error happened; `recover` reopens the store.
     failed: AtomicBool,
@@ -254,6 +266,8 @@ fn open_sled_released(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Err
 /// What a full scan at open finds.
 struct Scan {
     next_seq: u64,
+    /// Whether the store holds its own counter (it numbered records before).
+    numbered: bool,
     depth: [u64; 3],
     bytes: [u64; 3],
 }
@@ -261,10 +275,12 @@ struct Scan {
 fn scan(tree: &sled::Tree) -> Result<Scan, OutboxError> {
     let mut s = Scan {
         next_seq: 1,
+        numbered: false,
         depth: [0; 3],
         bytes: [0; 3],
     };
     if let Some(v) = tree.get(META_SEQ)? {
+        s.numbered = true;
         s.next_seq = u64::from_be_bytes(
             v.as_ref()
                 .try_into()
@@ -285,6 +301,26 @@ fn scan(tree: &sled::Tree) -> Result<Scan, OutboxError> {
         s.next_seq = s.next_seq.max(key.seq + 1);
     }
     Ok(s)
+}
+
+/// The next sequence number of a store just scanned, given the floor file beside it: the
+/// store's own counter if it has one, else the floor (a fresh store after a set-aside or a
+/// removal continues above every number handed out before). Makes sure a floor above it is
+/// on disk. Returns the next number, the floor file and the floor.
+fn floor_at_open(dir: &Path, found: &Scan) -> Result<(u64, PathBuf, u64), OutboxError> {
+    let path = floor::path_for(dir);
+    let stored = floor::read(&path)?.unwrap_or(0);
+    let next = if found.numbered {
+        found.next_seq
+    } else {
+        found.next_seq.max(stored)
+    };
+    let mut reserved = stored;
+    if reserved <= next {
+        reserved = next.saturating_add(floor::BLOCK);
+        floor::write(&path, reserved)?;
+    }
+    Ok((next, path, reserved))
 }
 
 impl Outbox {
@@ -317,13 +353,16 @@ impl Outbox {
         counters
             .depth
             .store(found.depth.iter().sum(), Ordering::Relaxed);
+        let (next_seq, floor_path, reserved) = floor_at_open(dir, &found)?;
         let secs = |s: Option<u64>| s.map(|s| s.saturating_mul(1000));
         Ok(Outbox {
             dir: dir.to_path_buf(),
             cfg: cfg.clone(),
             store: RwLock::new(Some(store)),
             gateway: gateway.to_string(),
-            next_seq: Mutex::new(found.next_seq),
+            next_seq: Mutex::new(next_seq),
+            floor_path,
+            reserved: AtomicU64::new(reserved),
             ttl: Ttl([
                 secs(cfg.ttl_s.alerts),
                 secs(cfg.ttl_s.events),
@@ -362,7 +401,7 @@ impl Outbox {
     ) -> Result<(Outbox, Option<SetAside>), OutboxError> {
         let reason = match Outbox::open(dir, gateway, cfg) {
             Ok(ob) => return Ok((ob, None)),
-            Err(e @ OutboxError::Locked { .. }) => return Err(e),
+            Err(e @ (OutboxError::Locked { .. } | OutboxError::Floor(_))) => return Err(e),
             Err(OutboxError::Open { source, path }) if disk_full(&source) => {
                 return Err(OutboxError::Open { path, source })
             }
@@ -448,6 +487,7 @@ impl Outbox {
         let key = {
             let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
             let seq = *next;
+            self.reserve(seq)?;
             let env = Envelope::new(self.gateway.as_str(), seq, body);
             let key = Key { class, seq };
             let value = encode_value(topic, &env.to_json(), now_ms);
@@ -508,6 +548,22 @@ impl Outbox {
             self.flush()?;
         }
         Ok(key)
+    }
+
+    /// Makes sure the floor file is above `seq` before `seq` is handed out (called under the
+    /// `next_seq` lock); a floor that cannot be written is a counted disk error and the
+    /// record is not stored.
+    fn reserve(&self, seq: u64) -> Result<(), OutboxError> {
+        if seq < self.reserved.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let floor = seq.saturating_add(floor::BLOCK);
+        if let Err(e) = floor::write(&self.floor_path, floor) {
+            self.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        self.reserved.store(floor, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Accounts for a record that left the store.
@@ -1047,7 +1103,41 @@ mod tests {
         assert_eq!(kept.len(), before.len());
         assert!(ob.is_empty());
         assert_eq!(ob.status().set_aside, 1);
-        assert_eq!(ob.append("t/s", summary(1)).unwrap().seq, 1);
+        // Numbering goes on above every number the damaged store handed out.
+        assert!(ob.append("t/s", summary(1)).unwrap().seq > 50);
+    }
+
+    #[test]
+    fn numbering_never_goes_back_when_the_store_is_lost_or_its_floor_garbled() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("outbox");
+        let n = floor::BLOCK + 500;
+        {
+            let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
+            for i in 0..n {
+                ob.append("t/s", summary(i)).unwrap();
+            }
+            assert_eq!(ob.next_seq(), n + 1);
+            ob.flush().unwrap();
+        }
+        // A clean reopen continues without a gap.
+        assert_eq!(
+            Outbox::reopen(&dir, "gw", &cfg(0)).unwrap().next_seq(),
+            n + 1
+        );
+        // The store removed (or lost to a disk error) but its floor kept: above every number.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
+        let next = ob.next_seq();
+        assert!(next > n && next <= n + 1 + floor::BLOCK, "{next}");
+        drop(ob);
+        // A garbled floor is an error naming the file, and the store is not set aside for it.
+        let path = floor::path_for(&dir);
+        std::fs::write(&path, "junk").unwrap();
+        let e = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 9).unwrap_err();
+        assert!(matches!(e, OutboxError::Floor(_)), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(!root.path().join("outbox.corrupt-9").exists());
     }
 
     #[test]
