@@ -246,3 +246,260 @@ async fn after_a_damaged_outbox_is_set_aside_sequence_numbers_go_on_above_the_ol
     );
     assert!(after.conflicting_duplicates().is_empty());
 }
+
+const INTERSECTION: &str = r#"
+[[intersection]]
+id = "int-d"
+controller = "max_pressure"
+actuation = { mqtt_topic = "signals/int-d/stage" }
+conflicts = [["NS", "EW"]]
+
+[[intersection.signal_group]]
+id = "NS"
+approach = "north-south"
+min_green_s = 3.0
+max_green_s = 60.0
+yellow_s = 2.0
+
+[[intersection.signal_group]]
+id = "EW"
+approach = "east-west"
+min_green_s = 3.0
+max_green_s = 60.0
+yellow_s = 2.0
+
+[[intersection.stage]]
+id = "NS"
+green = ["NS"]
+
+[[intersection.stage]]
+id = "EW"
+green = ["EW"]
+
+[[intersection.intergreen]]
+from = "NS"
+to = "EW"
+seconds = 3.0
+
+[[intersection.intergreen]]
+from = "EW"
+to = "NS"
+seconds = 3.0
+
+[[intersection.plan]]
+id = "flood-detour"
+hold = "EW"
+"#;
+
+/// The platform's side of the downlink: signs and publishes commands, records every result.
+struct Platform {
+    key: ring::signature::Ed25519KeyPair,
+    gateway: String,
+    publisher: Publisher,
+    results: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Platform {
+    async fn connect(port: u16, gateway: &str) -> Platform {
+        let doc = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+            .unwrap();
+        let key = ring::signature::Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
+        let results = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let r = std::sync::Arc::clone(&results);
+        let filter = format!("citygate/v1/{gateway}/cmd_result/#");
+        subscribe_on_thread(port, "platform-results", &filter, move |t, p| {
+            if let Ok(v) = serde_json::from_slice(p) {
+                r.lock().unwrap().push((t.to_string(), v));
+            }
+        })
+        .await;
+        Platform {
+            key,
+            gateway: gateway.into(),
+            publisher: Publisher::connect(port, "platform-cmd").await,
+            results,
+        }
+    }
+
+    fn public_key(&self) -> String {
+        use ring::signature::KeyPair as _;
+        citygate::commands::base64::encode(self.key.public_key().as_ref())
+    }
+
+    fn signed(&self, name: &str, nonce: &str, args: serde_json::Value) -> Vec<u8> {
+        let t = now() as u64;
+        let c = citygate::commands::Command {
+            gateway: self.gateway.clone(),
+            name: name.into(),
+            args: args.as_object().cloned().unwrap(),
+            issued_at: t - 5,
+            expires_at: t + 300,
+            nonce: nonce.into(),
+            key_id: "platform-1".into(),
+        };
+        serde_json::to_vec(&c.sign(&self.key)).unwrap()
+    }
+
+    async fn send(&self, name: &str, payload: Vec<u8>, retain: bool) {
+        let topic = format!("citygate/v1/{}/cmd/{name}", self.gateway);
+        self.publisher
+            .client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
+    }
+
+    /// The results for `nonce`, oldest first: (status, reason).
+    fn results_for(&self, nonce: &str) -> Vec<(String, String)> {
+        self.results
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with(&format!("/{nonce}")))
+            .map(|(_, v)| {
+                (
+                    v["status"].as_str().unwrap_or("").to_string(),
+                    v["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The controller of the one intersection as the gateway's status file shows it.
+fn controller(data: &Path) -> Option<String> {
+    let s = citygate::status::StatusFile::read(data).ok()?;
+    s.status["signals"][0]["controller"]
+        .as_str()
+        .map(String::from)
+}
+
+fn events_of(c: &Collector, kind: &str) -> Vec<citygate_protocols::Event> {
+    c.snapshot()
+        .envelopes
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Event(ev) if ev.kind == kind => Some(ev.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_override_survives_a_sigkill_and_neither_a_captured_nor_a_retained_command_runs_again() {
+    let id = "gw-dc";
+    let mosq = Mosquitto::start();
+    let collector = Collector::start(mosq.port, id).await;
+    let platform = Platform::connect(mosq.port, id).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let local = free_port();
+    let cfg_path = dir.path().join("gw.toml");
+    let text = gateway_config(id, local, &mosq.url(), &data, 60)
+        + &format!(
+            "\n[commands]\nkeys = [{{ id = \"platform-1\", public_key = \"{}\" }}]\n",
+            platform.public_key()
+        )
+        + INTERSECTION;
+    std::fs::write(&cfg_path, text).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw1.log"), local);
+    // Pings until the gateway's command subscription answers.
+    let mut n = 0;
+    let answered = eventually(Duration::from_secs(20), || {
+        n += 1;
+        let nonce = format!("ping-{n:012}");
+        let p = platform.signed("ping", &nonce, serde_json::json!({}));
+        let _ = platform.publisher.client.try_publish(
+            format!("citygate/v1/{id}/cmd/ping"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            p,
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        (1..=n).any(|i| !platform.results_for(&format!("ping-{i:012}")).is_empty())
+    })
+    .await;
+    assert!(answered, "no answer to ping: {}", gw.log_text());
+    let over = platform.signed(
+        "plan_override",
+        "over-000000000001",
+        serde_json::json!({"intersection": "int-d", "plan": "flood-detour", "duration_s": 600}),
+    );
+    platform.send("plan_override", over.clone(), false).await;
+    assert!(
+        eventually(Duration::from_secs(15), || controller(&data).as_deref()
+            == Some("plan:flood-detour"))
+        .await,
+        "the override never ran: {:?} {}",
+        platform.results_for("over-000000000001"),
+        gw.log_text()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || !events_of(
+            &collector,
+            "command_applied"
+        )
+        .is_empty())
+        .await
+    );
+    gw.kill();
+
+    // While the gateway is down, a release is left retained on the command topic.
+    let release = platform.signed(
+        "plan_release",
+        "rtnd-000000000001",
+        serde_json::json!({"intersection": "int-d"}),
+    );
+    platform.send("plan_release", release, true).await;
+
+    let gw = GatewayProcess::start_listening(bin, &cfg_path, &dir.path().join("gw2.log"), local);
+    assert!(
+        eventually(Duration::from_secs(20), || platform
+            .results_for("rtnd-000000000001")
+            .contains(&("rejected".into(), "retained".into())))
+        .await,
+        "the retained command was not refused: {:?} {}",
+        platform.results_for("rtnd-000000000001"),
+        gw.log_text()
+    );
+    // The override is taken up again for what is left of it, and reported.
+    assert!(
+        eventually(Duration::from_secs(15), || !events_of(
+            &collector,
+            "plan_override_restored"
+        )
+        .is_empty())
+        .await,
+        "{}",
+        gw.log_text()
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || controller(&data).as_deref()
+            == Some("plan:flood-detour"))
+        .await,
+        "{:?}",
+        controller(&data)
+    );
+    // A captured copy of the override is a replay after the restart too.
+    platform.send("plan_override", over, false).await;
+    assert!(
+        eventually(Duration::from_secs(10), || platform
+            .results_for("over-000000000001")
+            .last()
+            == Some(&("rejected".into(), "replayed".into())))
+        .await,
+        "{:?}",
+        platform.results_for("over-000000000001")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(controller(&data).as_deref(), Some("plan:flood-detour"));
+    let applied = events_of(&collector, "command_applied");
+    assert_eq!(applied.len(), 1, "only the override ran, once: {applied:?}");
+    assert!(applied[0].message.contains("over-000000000001"));
+    // Clear the retained message.
+    platform.send("plan_release", Vec::new(), true).await;
+    let log = gw.log_text();
+    assert!(gw.stop().success(), "{log}");
+}

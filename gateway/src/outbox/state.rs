@@ -23,7 +23,7 @@ pub(super) fn insert_with(
     next: u64,
     key: [u8; 9],
     value: &[u8],
-    state: &[(&[u8], &[u8])],
+    state: &[(&[u8], Option<&[u8]>)],
 ) -> Result<(), sled::Error> {
     if state.is_empty() {
         s.tree.insert(meta_seq, &next.to_be_bytes())?;
@@ -35,7 +35,10 @@ pub(super) fn insert_with(
             t.insert(meta_seq, &next.to_be_bytes())?;
             t.insert(&key, value)?;
             for (k, v) in state {
-                st.insert(*k, *v)?;
+                match v {
+                    Some(v) => st.insert(*k, *v)?,
+                    None => st.remove(*k)?,
+                };
             }
             Ok::<_, ConflictableTransactionError<()>>(())
         })
@@ -48,16 +51,17 @@ pub(super) fn insert_with(
 }
 
 impl Outbox {
-    /// [`Outbox::append`] that also writes `state` (key, value) pairs into the state tree in
-    /// the same transaction: after a crash the record and the state are both stored or
+    /// [`Outbox::append`] that also sets (`Some`) or removes (`None`) `state` entries in the
+    /// same transaction: after a crash the record and the state changes are both stored or
     /// neither. Flushed to disk before it returns, whatever the class.
     pub fn append_with_state(
         &self,
         topic: &str,
         body: Body,
-        state: &[(&str, &[u8])],
+        state: &[(&str, Option<&[u8]>)],
     ) -> Result<Key, OutboxError> {
-        let pairs: Vec<(&[u8], &[u8])> = state.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
+        let pairs: Vec<(&[u8], Option<&[u8]>)> =
+            state.iter().map(|(k, v)| (k.as_bytes(), *v)).collect();
         let key = self.append_full(topic, body, super::now_ms(), &pairs)?;
         self.flush()?;
         Ok(key)
@@ -74,6 +78,11 @@ impl Outbox {
                 })
                 .collect()
         })
+    }
+
+    /// One state entry, if set.
+    pub fn get_state(&self, key: &str) -> Result<Option<Vec<u8>>, OutboxError> {
+        self.with_store(|s| s.state.get(key.as_bytes()).map(|v| v.map(|v| v.to_vec())))
     }
 
     /// Sets one state entry and flushes it to disk.
@@ -108,8 +117,13 @@ mod tests {
         let cfg = OutboxConfig::default();
         {
             let ob = Outbox::reopen(dir.path(), "gw", &cfg).unwrap();
-            ob.append_with_state("t/a", alert(1), &[("hazard/g1", b"one")])
-                .unwrap();
+            ob.put_state("hazard/g2", b"two").unwrap();
+            ob.append_with_state(
+                "t/a",
+                alert(1),
+                &[("hazard/g1", Some(b"one")), ("hazard/g2", None)],
+            )
+            .unwrap();
             ob.put_state("nonce/abc", b"9").unwrap();
             ob.put_state("nonce/abd", b"10").unwrap();
             ob.remove_state("nonce/abd").unwrap();

@@ -474,14 +474,14 @@ impl Outbox {
         self.append_full(topic, body, now_ms, &[])
     }
 
-    /// [`Outbox::append_at`], writing `state` (key, value) pairs into the state tree in the
-    /// same transaction as the record.
+    /// [`Outbox::append_at`], setting or removing `state` entries in the same transaction as
+    /// the record.
     pub(super) fn append_full(
         &self,
         topic: &str,
         body: Body,
         now_ms: u64,
-        state: &[(&[u8], &[u8])],
+        state: &[(&[u8], Option<&[u8]>)],
     ) -> Result<Key, OutboxError> {
         let class = body.class();
         let key = {

@@ -54,9 +54,9 @@ impl Records {
         self.store_with_state(topic, body, &[]);
     }
 
-    /// [`Records::store`] with `state` (key, value) pairs of the record's producer written in
-    /// the same transaction (`outbox::Outbox::append_with_state`), flushed.
-    pub fn store_with_state(&self, topic: Topic, body: Body, state: &[(&str, &[u8])]) {
+    /// [`Records::store`] with state entries of the record's producer set (`Some`) or removed
+    /// (`None`) in the same transaction (`outbox::Outbox::append_with_state`), flushed.
+    pub fn store_with_state(&self, topic: Topic, body: Body, state: &[(&str, Option<&[u8]>)]) {
         let class = body.class();
         let t = topic::format(self.outbox.gateway(), &topic);
         let appended = crate::outbox::blocking(|| {

@@ -162,8 +162,10 @@ impl Rules {
                     // The group's state goes with its alert, in one transaction.
                     let key = persist::state_key(&a.group);
                     let state = self.hazard.as_ref().and_then(|h| h.snapshot(&a.group));
-                    let state: Vec<(&str, &[u8])> =
-                        state.iter().map(|b| (key.as_str(), b.as_slice())).collect();
+                    let state: Vec<(&str, Option<&[u8]>)> = state
+                        .iter()
+                        .map(|b| (key.as_str(), Some(b.as_slice())))
+                        .collect();
                     self.records
                         .store_with_state(Topic::Alert { id }, a.alert.to_body(), &state);
                 }
