@@ -496,13 +496,14 @@ impl Outbox {
             let used = self.counters.bytes.total();
             let max = self.cfg.max_bytes;
             let mut evict_error = None;
-            let admitted = limits::admit(class, incoming, used, max, |victim| {
-                match self.remove_oldest(victim) {
-                    Ok(freed) => freed,
-                    Err(e) => {
-                        evict_error = Some(e);
-                        None
-                    }
+            let by_class = Class::ALL.map(|c| self.counters.bytes.get(c));
+            let admitted = limits::admit(class, incoming, used, by_class, max, |victim| match self
+                .remove_oldest(victim)
+            {
+                Ok(freed) => freed,
+                Err(e) => {
+                    evict_error = Some(e);
+                    None
                 }
             });
             for c in Class::ALL {
