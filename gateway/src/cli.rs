@@ -111,7 +111,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let mut cfg: Config = config::load_str(DEFAULT_CONFIG, "config/citygate.toml")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             cfg.gateway.data_dir = data_dir;
-            cfg.broker = config::BrokerConfig::Embedded { listen };
+            cfg.broker = config::BrokerConfig::embedded(listen);
             // The intersections' signal controllers and a flood station run the real firmware
             // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.
             let field = crate::sim::field::Field::start()
