@@ -320,6 +320,43 @@ mod tests {
         TcpStream::connect(b.listen).unwrap();
     }
 
+    /// The first event of a client of `opts`: its CONNACK, or why it was refused.
+    async fn first_event(opts: MqttOptions) -> Result<(), String> {
+        let (_c, mut el) = rumqttc::AsyncClient::new(opts, 4);
+        match el.poll().await {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => Ok(()),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn rumqttd_accepts_only_the_generated_credentials() {
+        let b = start(
+            &BrokerConfig::embedded("127.0.0.1:0".parse().unwrap()),
+            Arc::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.client.url.host, "127.0.0.1");
+        assert_ne!(b.client.url.port, b.listen.port());
+        // The gateway's own clients, with their credentials.
+        first_event(b.client.options("own", 30)).await.unwrap();
+        // Anyone else who finds the inner port, without or with guessed credentials: rumqttd
+        // closes the connection without a CONNACK.
+        let bare = b.client.url.options("intruder", 30);
+        let e = first_event(bare.clone()).await.unwrap_err();
+        assert!(e.contains("ConnectionAborted"), "{e}");
+        let mut guessed = bare;
+        guessed.set_credentials("citygate-gateway", "citygate");
+        let e = first_event(guessed).await.unwrap_err();
+        assert!(e.contains("ConnectionAborted"), "{e}");
+        // The field listener accepts anonymous clients here: loopback, no password file.
+        first_event(MqttOptions::new("dev", "127.0.0.1", b.listen.port()))
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn an_open_listener_beyond_loopback_does_not_start() {
         let err = start(

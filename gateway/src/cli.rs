@@ -45,6 +45,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: std::net::SocketAddr,
     },
+    /// Write mosquitto's ACL file and a mosquitto.conf fragment from an external `[broker]`.
+    BrokerConfig {
+        config: PathBuf,
+        /// Folder to write `citygate.acl` and `citygate.conf` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
     Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
 }
@@ -71,6 +78,7 @@ pub fn main() -> ExitCode {
             };
         }
         Command::Status { config } => return print_status(config),
+        Command::BrokerConfig { config, out } => return broker_config(config, out),
         _ => {}
     }
     if let Command::Sumo(args) = cli.command {
@@ -135,7 +143,10 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let _ = sim.await;
             r
         }
-        Command::Check { .. } | Command::Status { .. } | Command::Sumo(_) => Ok(()),
+        Command::Check { .. }
+        | Command::Status { .. }
+        | Command::BrokerConfig { .. }
+        | Command::Sumo(_) => Ok(()),
     }
 }
 
@@ -168,6 +179,27 @@ async fn run_until_stopped(
     gw.shutdown().await;
     println!("{}", stats.snapshot());
     Ok(())
+}
+
+/// `citygate broker-config CONFIG --out DIR`: prints the files written, or the error.
+fn broker_config(config: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    let written = config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            crate::field::mosquitto::write(&cfg, out, &|name| std::env::var(name).ok())
+        });
+    match written {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `citygate status CONFIG`: the last status the gateway wrote, and how old it is.

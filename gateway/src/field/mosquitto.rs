@@ -4,9 +4,59 @@
 //! fragment that turns anonymous access off and points at the password and ACL files.
 //! Pure text; the command writes it where it is told.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::config::DeviceAclConfig;
+use crate::config::{BrokerConfig, Config, DeviceAclConfig};
+
+/// The ACL file's name in the output folder.
+pub const ACL_FILE: &str = "citygate.acl";
+/// The configuration fragment's name in the output folder (`include_dir` it, or paste it).
+pub const CONF_FILE: &str = "citygate.conf";
+
+/// Writes [`ACL_FILE`] and [`CONF_FILE`] for the external `[broker]` of `cfg` into `out`.
+/// The gateway's user name is read from the variable `[broker] username_env` names.
+pub fn write(
+    cfg: &Config,
+    out: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<PathBuf>, String> {
+    let BrokerConfig::External {
+        username_env,
+        password_file,
+        devices,
+        ..
+    } = &cfg.broker
+    else {
+        return Err(
+            "broker-config: [broker] mode is \"embedded\": the gateway enforces the \
+                    field rules itself; broker-config writes them for an external mosquitto"
+                .into(),
+        );
+    };
+    let var = username_env.as_deref().ok_or(
+        "broker-config: [broker] username_env is not set: the gateway needs its own user on \
+         the broker",
+    )?;
+    let user = env(var).ok_or(format!(
+        "broker-config: broker.username_env: environment variable `{var}` is not set"
+    ))?;
+    let password_file = password_file.as_deref().ok_or(
+        "broker-config: [broker] password_file is not set: mosquitto needs the devices' \
+         password file",
+    )?;
+    std::fs::create_dir_all(out).map_err(|e| format!("broker-config: {}: {e}", out.display()))?;
+    let acl = out.join(ACL_FILE);
+    let conf = out.join(CONF_FILE);
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    for (path, text) in [
+        (&acl, acl_file(&user, devices)),
+        (&conf, conf_fragment(&abs(password_file), &abs(&acl))),
+    ] {
+        std::fs::write(path, text)
+            .map_err(|e| format!("broker-config: cannot write {}: {e}", path.display()))?;
+    }
+    Ok(vec![acl, conf])
+}
 
 /// The ACL file: `gateway_user` may read and write everything; each device may write its
 /// `publish` filters and read its `subscribe` filters, nothing else (mosquitto denies what no
