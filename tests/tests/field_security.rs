@@ -552,3 +552,33 @@ password_file = "{pw}"
     }
     gw.shutdown().await;
 }
+
+/// Inputs that stop rumqttd 0.20 when they reach it (found by tests/tests/fuzz.rs): a topic
+/// whose first character is not ASCII panics its router; a client id with `/` gets no CONNACK
+/// and leaks a will handler, and the same id connecting again panics the broker and poisons
+/// its lock, so that no client could connect any more. The gate refuses both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inputs_that_stop_rumqttd_are_refused_at_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let text = gateway_config("gw-crash", local, "mqtt://127.0.0.1:1", dir.path(), 60)
+        .replace("[uplink]\nurl = \"mqtt://127.0.0.1:1\"\n", "[uplink]\n");
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
+    for _ in 0..3 {
+        let mut d = Device::connect(local, "bad/id", None, None).await;
+        assert!(d.refused().await.contains("BadClientId"));
+    }
+    let mut d = Device::connect(local, "first-char", None, None).await;
+    d.connected().await;
+    d.publish("Ѩ/value", 1.0).await;
+    d.refused().await;
+    // The broker still routes: an ordinary device's reading arrives.
+    let mut ok = Device::connect(local, "ordinary", None, None).await;
+    ok.connected().await;
+    ok.publish("field/s1/value", 2.0).await;
+    wait_readings(&gw, 1).await;
+    assert_eq!(gw.stats.field.snapshot().limits_refused, 3);
+    assert_eq!(gw.stats.field.snapshot().acl_refused, 1);
+    gw.shutdown().await;
+}

@@ -6,7 +6,10 @@
 //! only to filters covered by one of its `subscribe` filters (a requested filter is covered
 //! when every topic it can match is matched by the allowed one). A publish topic with a
 //! wildcard or a `$` topic is refused to every device. Anonymous clients (loopback only, see
-//! `config::anonymous_on`) and the gateway's own clients have no topic restriction.
+//! `config::anonymous_on`) and the gateway's own clients have no topic restriction, but no
+//! client may use a topic or filter whose first character is not ASCII: rumqttd 0.20's router
+//! slices such a topic inside its first character and panics, which stops the whole broker
+//! (found by `tests/tests/fuzz.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,7 +68,7 @@ impl Acl {
 
     /// Whether `who` may publish on `topic`.
     pub fn may_publish(&self, who: &Identity, topic: &str) -> bool {
-        if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        if !rumqttd_safe(topic) || topic.contains(['+', '#', '\0']) {
             return false;
         }
         match who {
@@ -82,7 +85,7 @@ impl Acl {
 
     /// Whether `who` may subscribe to `filter`.
     pub fn may_subscribe(&self, who: &Identity, filter: &str) -> bool {
-        if crate::config::check_topic_filter(filter).is_err() {
+        if !rumqttd_safe(filter) || crate::config::check_topic_filter(filter).is_err() {
             return false;
         }
         match who {
@@ -93,6 +96,11 @@ impl Acl {
                 .is_some_and(|r| r.subscribe.iter().any(|a| filter_covers(a, filter))),
         }
     }
+}
+
+/// Not empty, and the first character ASCII (see the module's comment).
+fn rumqttd_safe(topic: &str) -> bool {
+    topic.as_bytes().first().is_some_and(u8::is_ascii)
 }
 
 /// Whether every topic that `requested` can match is matched by `allowed`.
@@ -144,6 +152,9 @@ mod tests {
         assert!(!a.may_publish(&dev("nobody"), "hazard/gauge-1/river"));
         assert!(a.may_publish(&Identity::Anonymous, "anything/at/all"));
         assert!(!a.may_publish(&Identity::Anonymous, "a/#"));
+        assert!(!a.may_publish(&Identity::Anonymous, "Ѩ/x"));
+        assert!(!a.may_subscribe(&Identity::Anonymous, "Ѩ/#"));
+        assert!(a.may_publish(&Identity::Anonymous, "x/Ѩ"));
     }
 
     #[test]

@@ -31,6 +31,9 @@ use crate::tls::Credentials;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest packet a field client may send (the embedded broker's payload limit plus headers).
 pub const MAX_PACKET: usize = crate::broker::MAX_PAYLOAD + 1024;
+/// Characters rumqttd 0.20's router refuses in a client id, without a CONNACK; such a
+/// connection then leaks a will handler that makes rumqttd panic when the id connects again.
+pub const NOT_IN_CLIENT_IDS: [char; 4] = ['+', '$', '#', '/'];
 /// Password checks (PBKDF2) running at once; more CONNECTs wait.
 const HASHING_AT_ONCE: usize = 2;
 
@@ -74,7 +77,8 @@ impl std::fmt::Debug for Gate {
 }
 
 /// Why a client was turned away.
-enum Refusal {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
     Auth,
     Acl,
     Limits,
@@ -182,6 +186,15 @@ impl Gate {
                 return connack(&mut client, code).await;
             }
         };
+        let inner_id = self.inner_id(&who, &connect.client_id);
+        if inner_id.contains(NOT_IN_CLIENT_IDS) {
+            let why = format!(
+                "{who}: client id `{}` holds one of `+ $ # /`",
+                inner_id.escape_debug()
+            );
+            self.refuse(Refusal::Limits, peer, &why);
+            return connack(&mut client, ConnectReturnCode::BadClientId).await;
+        }
         if let Some(w) = connect
             .last_will
             .as_ref()
@@ -194,13 +207,35 @@ impl Gate {
             self.refuse(Refusal::Acl, peer, &why);
             return connack(&mut client, ConnectReturnCode::NotAuthorized).await;
         }
-        let inner = match self.open_inner(connect, &who).await {
+        let mut inner = match self.open_inner(connect, inner_id).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("field gate: cannot reach the embedded broker: {e}");
                 return connack(&mut client, ConnectReturnCode::ServiceUnavailable).await;
             }
         };
+        // rumqttd's CONNACK is awaited even if the client is gone meanwhile: rumqttd 0.20 leaks
+        // a will handler when a connection drops before its CONNACK is written, and panics (and
+        // poisons its lock, refusing every later client) when that client id connects again.
+        let mut ibuf = BytesMut::new();
+        let ack = tokio::time::timeout(CONNECT_TIMEOUT, first_packet(&mut inner, &mut ibuf)).await;
+        let ack = match ack {
+            Ok(Ok(Packet::ConnAck(a))) => a,
+            other => {
+                tracing::error!(
+                    "field gate: the embedded broker did not acknowledge a connection: {other:?}"
+                );
+                return connack(&mut client, ConnectReturnCode::ServiceUnavailable).await;
+            }
+        };
+        let mut out = BytesMut::new();
+        if ack.write(&mut out).is_err() {
+            return;
+        }
+        out.extend_from_slice(&ibuf);
+        if client.write_all(&out).await.is_err() || ack.code != ConnectReturnCode::Success {
+            return;
+        }
         Stats::inc(&self.stats.field.connected);
         let (mut cr, mut cw) = tokio::io::split(client);
         let (mut ir, mut iw) = inner.into_split();
@@ -251,17 +286,23 @@ impl Gate {
         }
     }
 
-    /// Connects to rumqttd as the gate, on behalf of `who`.
-    async fn open_inner(&self, mut c: Connect, who: &Identity) -> std::io::Result<TcpStream> {
-        let id = if c.client_id.is_empty() {
+    /// The client id on rumqttd: prefixed by the user, so that no device can take over
+    /// another's session; an empty id gets a number of its own.
+    fn inner_id(&self, who: &Identity, id: &str) -> String {
+        let id = if id.is_empty() {
             format!("~{}", self.unnamed.fetch_add(1, Ordering::Relaxed))
         } else {
-            std::mem::take(&mut c.client_id)
+            id.to_string()
         };
-        c.client_id = match who {
+        match who {
             Identity::Device(u) => format!("{u}:{id}"),
             Identity::Anonymous => format!("local:{id}"),
-        };
+        }
+    }
+
+    /// Connects to rumqttd as the gate, with the client id `inner_id`.
+    async fn open_inner(&self, mut c: Connect, inner_id: String) -> std::io::Result<TcpStream> {
+        c.client_id = inner_id;
         c.login = Some(Login::new(
             self.login.username.clone(),
             self.login.password.expose(),
@@ -289,18 +330,7 @@ impl Gate {
     {
         let mut out = BytesMut::with_capacity(8192);
         loop {
-            loop {
-                let header = match mqttbytes::check(buf.iter(), MAX_PACKET) {
-                    Ok(h) => h,
-                    Err(mqttbytes::Error::InsufficientBytes(_)) => break,
-                    Err(e) => return Err((Refusal::Limits, format!("{who}: {e}"))),
-                };
-                let raw = buf.split_to(header.frame_length());
-                let packet = Packet::read(&mut raw.clone(), MAX_PACKET)
-                    .map_err(|e| (Refusal::Limits, format!("{who}: malformed packet: {e}")))?;
-                self.allowed(&packet, who)?;
-                out.extend_from_slice(&raw);
-            }
+            screen(&mut buf, &mut out, &self.acl, who)?;
             if !out.is_empty() {
                 if to.write_all(&out).await.is_err() {
                     return Ok(());
@@ -313,41 +343,60 @@ impl Gate {
             }
         }
     }
+}
 
-    /// Whether `who` may send `p`.
-    fn allowed(&self, p: &Packet, who: &Identity) -> Result<(), (Refusal, String)> {
-        match p {
-            Packet::Publish(p) if !self.acl.may_publish(who, &p.topic) => Err((
+/// Moves every whole packet at the front of `buf` that `who` may send into `out`, and stops
+/// at the first incomplete one; a packet that is malformed, too large or outside the ACL is
+/// the reason to close the connection. Pure: the relay and the fuzz tests call it.
+pub fn screen(
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    acl: &Acl,
+    who: &Identity,
+) -> Result<(), (Refusal, String)> {
+    loop {
+        let header = match mqttbytes::check(buf.iter(), MAX_PACKET) {
+            Ok(h) => h,
+            Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(()),
+            Err(e) => return Err((Refusal::Limits, format!("{who}: {e}"))),
+        };
+        let raw = buf.split_to(header.frame_length());
+        let packet = Packet::read(&mut raw.clone(), MAX_PACKET)
+            .map_err(|e| (Refusal::Limits, format!("{who}: malformed packet: {e}")))?;
+        allowed(acl, &packet, who)?;
+        out.extend_from_slice(&raw);
+    }
+}
+
+/// Whether `who` may send `p`.
+fn allowed(acl: &Acl, p: &Packet, who: &Identity) -> Result<(), (Refusal, String)> {
+    match p {
+        Packet::Publish(p) if !acl.may_publish(who, &p.topic) => Err((
+            Refusal::Acl,
+            format!(
+                "{who}: publish on `{}` is not in its ACL",
+                p.topic.escape_debug()
+            ),
+        )),
+        Packet::Subscribe(s) => match s.filters.iter().find(|f| !acl.may_subscribe(who, &f.path)) {
+            Some(f) => Err((
                 Refusal::Acl,
                 format!(
-                    "{who}: publish on `{}` is not in its ACL",
-                    p.topic.escape_debug()
+                    "{who}: subscription to `{}` is not in its ACL",
+                    f.path.escape_debug()
                 ),
             )),
-            Packet::Subscribe(s) => match s
-                .filters
-                .iter()
-                .find(|f| !self.acl.may_subscribe(who, &f.path))
-            {
-                Some(f) => Err((
-                    Refusal::Acl,
-                    format!(
-                        "{who}: subscription to `{}` is not in its ACL",
-                        f.path.escape_debug()
-                    ),
-                )),
-                None => Ok(()),
-            },
-            Packet::Connect(_)
-            | Packet::ConnAck(_)
-            | Packet::SubAck(_)
-            | Packet::UnsubAck(_)
-            | Packet::PingResp => Err((
-                Refusal::Limits,
-                format!("{who}: a client may not send {:?}", PacketKind(p)),
-            )),
-            _ => Ok(()),
-        }
+            None => Ok(()),
+        },
+        Packet::Connect(_)
+        | Packet::ConnAck(_)
+        | Packet::SubAck(_)
+        | Packet::UnsubAck(_)
+        | Packet::PingResp => Err((
+            Refusal::Limits,
+            format!("{who}: a client may not send {:?}", PacketKind(p)),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -367,19 +416,29 @@ impl std::fmt::Debug for PacketKind<'_> {
     }
 }
 
+/// The first whole packet in `buf`, parsed (`None`: not all of it is there yet); the bytes
+/// after it stay in `buf`. Pure: the fuzz tests call it.
+pub fn first_in(buf: &mut BytesMut) -> Result<Option<Packet>, String> {
+    match mqttbytes::check(buf.iter(), MAX_PACKET) {
+        Ok(h) => {
+            let mut raw = buf.split_to(h.frame_length());
+            Packet::read(&mut raw, MAX_PACKET)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        Err(mqttbytes::Error::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Reads until one whole packet is in `buf` and parses it; the bytes after it stay in `buf`.
 async fn first_packet<S: AsyncRead + Unpin>(
     s: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Packet, String> {
     loop {
-        match mqttbytes::check(buf.iter(), MAX_PACKET) {
-            Ok(h) => {
-                let mut raw = buf.split_to(h.frame_length());
-                return Packet::read(&mut raw, MAX_PACKET).map_err(|e| e.to_string());
-            }
-            Err(mqttbytes::Error::InsufficientBytes(_)) => {}
-            Err(e) => return Err(e.to_string()),
+        if let Some(p) = first_in(buf)? {
+            return Ok(p);
         }
         match s.read_buf(buf).await {
             Ok(0) => return Err("connection closed".into()),
