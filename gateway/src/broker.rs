@@ -122,6 +122,7 @@ pub async fn start(cfg: &BrokerConfig, stats: Arc<Stats>) -> Result<Embedded, Br
         anonymous,
         devices,
         max_connections,
+        max_publish_per_s,
     } = cfg
     else {
         return Err(BrokerError::NotEmbedded);
@@ -177,6 +178,7 @@ pub async fn start(cfg: &BrokerConfig, stats: Arc<Stats>) -> Result<Embedded, Br
         Arc::new(passwords),
         Acl::new(devices),
         *max_connections,
+        *max_publish_per_s,
         stats,
     ));
     let mut bound = Vec::new();

@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Set a device's password in a password file (mosquitto's `$7$` format); the password is
+    /// read from the first line of standard input.
+    Passwd { file: PathBuf, user: String },
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
     Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
 }
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         }
         Command::Status { config } => return print_status(config),
         Command::BrokerConfig { config, out } => return broker_config(config, out),
+        Command::Passwd { file, user } => return passwd(file, user),
         _ => {}
     }
     if let Command::Sumo(args) = cli.command {
@@ -146,6 +150,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
         Command::Check { .. }
         | Command::Status { .. }
         | Command::BrokerConfig { .. }
+        | Command::Passwd { .. }
         | Command::Sumo(_) => Ok(()),
     }
 }
@@ -197,6 +202,26 @@ fn broker_config(config: &std::path::Path, out: &std::path::Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `citygate passwd FILE USER`, the password on standard input.
+fn passwd(file: &std::path::Path, user: &str) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("citygate passwd: reading the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    match crate::field::passwd::set(file, user, password) {
+        Ok(()) => {
+            println!("{}: password of `{user}` set", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("citygate passwd: {e}");
             ExitCode::FAILURE
         }
     }

@@ -553,6 +553,71 @@ password_file = "{pw}"
     gw.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_publishing_too_fast_is_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), &[("gauge-a", PASS_A)]);
+    let plain = free_port();
+    let text = format!(
+        "[gateway]\nid = \"gw-rate\"\ndata_dir = \"{}\"\n\n[broker]\nmode = \"embedded\"\n\
+         listen = \"127.0.0.1:{plain}\"\npassword_file = \"{}\"\nmax_publish_per_s = 20\n{DEVICES_AND_SOURCES}",
+        dir.path().join("data").display(),
+        pw.display()
+    );
+    let gw = start_gateway(&text).await;
+    let mut a = Device::connect(plain, "a", Some(("gauge-a", PASS_A)), None).await;
+    a.connected().await;
+    let t0 = std::time::Instant::now();
+    for i in 0..60 {
+        a.publish("field/gauge-a/value", f64::from(i)).await;
+    }
+    // 20 at once (one second's worth), then 20 a second: at least 2 s for the other 40.
+    wait_readings(&gw, 60).await;
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800),
+        "60 publishes in {took:?}"
+    );
+    assert!(gw.stats.field.snapshot().throttled > 0);
+    assert_eq!(gw.stats.field.snapshot().acl_refused, 0);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let text = gateway_config("gw-limit", local, "mqtt://127.0.0.1:1", dir.path(), 60)
+        .replace("[uplink]\nurl = \"mqtt://127.0.0.1:1\"\n", "[uplink]\n")
+        .replace(
+            &format!("listen = \"127.0.0.1:{local}\"\n"),
+            &format!("listen = \"127.0.0.1:{local}\"\nmax_connections = 2\n"),
+        );
+    assert!(text.contains("max_connections = 2"), "{text}");
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
+    let mut first = Device::connect(local, "one", None, None).await;
+    first.connected().await;
+    let mut second = Device::connect(local, "two", None, None).await;
+    second.connected().await;
+    let mut third = Device::connect(local, "three", None, None).await;
+    third.refused().await;
+    assert_eq!(gw.stats.field.snapshot().limits_refused, 1);
+    // A slot that frees up is usable again.
+    drop(first);
+    let mut again = None;
+    for _ in 0..50 {
+        let mut d = Device::connect(local, "four", None, None).await;
+        if matches!(d.next().await, Seen::Connected) {
+            again = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "{}", gw.stats.snapshot());
+    gw.shutdown().await;
+}
+
 /// Inputs that stop rumqttd 0.20 when they reach it (found by tests/tests/fuzz.rs): a topic
 /// whose first character is not ASCII panics its router; a client id with `/` gets no CONNACK
 /// and leaks a will handler, and the same id connecting again panics the broker and poisons

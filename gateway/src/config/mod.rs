@@ -95,6 +95,11 @@ pub enum BrokerConfig {
         /// Field connections open at once at most; more are refused.
         #[serde(default = "default_max_connections")]
         max_connections: usize,
+        /// Publishes a second each device connection may send (a token bucket of one second's
+        /// worth); faster senders are held back. 0: no limit. Not applied to anonymous
+        /// (loopback) clients.
+        #[serde(default = "default_max_publish_per_s")]
+        max_publish_per_s: u32,
     },
     /// A broker run elsewhere, e.g. mosquitto; `citygate broker-config` writes its ACL.
     External {
@@ -146,6 +151,10 @@ const fn default_max_connections() -> usize {
     1024
 }
 
+const fn default_max_publish_per_s() -> u32 {
+    200
+}
+
 impl BrokerConfig {
     /// An embedded broker on `listen` with every other key at its default.
     pub fn embedded(listen: SocketAddr) -> BrokerConfig {
@@ -158,6 +167,7 @@ impl BrokerConfig {
             anonymous: None,
             devices: Vec::new(),
             max_connections: default_max_connections(),
+            max_publish_per_s: default_max_publish_per_s(),
         }
     }
 }

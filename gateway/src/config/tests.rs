@@ -74,7 +74,7 @@ fn unknown_key_in_tagged_broker_table() {
         errors(&text),
         "config/x.toml:6:1: broker.port: unknown field `port`, expected one of `listen`, \
          `tls_listen`, `cert_file`, `key_file`, `password_file`, `anonymous`, `devices`, \
-         `max_connections`"
+         `max_connections`, `max_publish_per_s`"
     );
 }
 

@@ -24,6 +24,8 @@ use tokio_rustls::TlsAcceptor;
 use super::acl::{Acl, Identity};
 use super::passwd::Passwords;
 use super::LogLimit;
+use crate::clock::mono_ms;
+use crate::outbox::drain::TokenBucket;
 use crate::status::Stats;
 use crate::tls::Credentials;
 
@@ -54,6 +56,8 @@ pub struct Gate {
     pub passwords: Arc<Passwords>,
     pub acl: Acl,
     pub stats: Arc<Stats>,
+    /// Publishes a second per device connection; 0: no limit.
+    publish_per_s: u32,
     slots: Arc<Semaphore>,
     hashing: Semaphore,
     log: LogLimit,
@@ -91,6 +95,7 @@ impl Gate {
         passwords: Arc<Passwords>,
         acl: Acl,
         max_connections: usize,
+        publish_per_s: u32,
         stats: Arc<Stats>,
     ) -> Gate {
         Gate {
@@ -99,6 +104,7 @@ impl Gate {
             passwords,
             acl,
             stats,
+            publish_per_s,
             slots: Arc::new(Semaphore::new(max_connections)),
             hashing: Semaphore::new(HASHING_AT_ONCE),
             log: LogLimit::default(),
@@ -315,6 +321,24 @@ impl Gate {
         Ok(s)
     }
 
+    /// Waits until `bucket` has a token for each of `publishes` (the client is not read from
+    /// meanwhile, so TCP holds it back).
+    async fn hold_back(&self, bucket: &mut TokenBucket, mut publishes: usize) {
+        let mut counted = false;
+        loop {
+            publishes -= bucket.take(publishes, mono_ms());
+            if publishes == 0 {
+                return;
+            }
+            if !counted {
+                Stats::inc(&self.stats.field.throttled);
+                counted = true;
+            }
+            let wait = bucket.wait_ms(mono_ms()).max(1);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
     /// Forwards the client's packets that its ACL allows; the first that it does not ends the
     /// connection with the reason.
     async fn relay<R, W>(
@@ -329,8 +353,14 @@ impl Gate {
         W: AsyncWrite + Unpin,
     {
         let mut out = BytesMut::with_capacity(8192);
+        let rate = match who {
+            Identity::Device(_) => self.publish_per_s,
+            Identity::Anonymous => 0,
+        };
+        let mut bucket = TokenBucket::new(rate, mono_ms());
         loop {
-            screen(&mut buf, &mut out, &self.acl, who)?;
+            let publishes = screen(&mut buf, &mut out, &self.acl, who)?;
+            self.hold_back(&mut bucket, publishes).await;
             if !out.is_empty() {
                 if to.write_all(&out).await.is_err() {
                     return Ok(());
@@ -346,24 +376,27 @@ impl Gate {
 }
 
 /// Moves every whole packet at the front of `buf` that `who` may send into `out`, and stops
-/// at the first incomplete one; a packet that is malformed, too large or outside the ACL is
-/// the reason to close the connection. Pure: the relay and the fuzz tests call it.
+/// at the first incomplete one; returns how many were publishes. A packet that is malformed,
+/// too large or outside the ACL is the reason to close the connection. Pure: the relay and
+/// the fuzz tests call it.
 pub fn screen(
     buf: &mut BytesMut,
     out: &mut BytesMut,
     acl: &Acl,
     who: &Identity,
-) -> Result<(), (Refusal, String)> {
+) -> Result<usize, (Refusal, String)> {
+    let mut publishes = 0;
     loop {
         let header = match mqttbytes::check(buf.iter(), MAX_PACKET) {
             Ok(h) => h,
-            Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(()),
+            Err(mqttbytes::Error::InsufficientBytes(_)) => return Ok(publishes),
             Err(e) => return Err((Refusal::Limits, format!("{who}: {e}"))),
         };
         let raw = buf.split_to(header.frame_length());
         let packet = Packet::read(&mut raw.clone(), MAX_PACKET)
             .map_err(|e| (Refusal::Limits, format!("{who}: malformed packet: {e}")))?;
         allowed(acl, &packet, who)?;
+        publishes += usize::from(matches!(packet, Packet::Publish(_)));
         out.extend_from_slice(&raw);
     }
 }

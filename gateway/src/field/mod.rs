@@ -28,6 +28,8 @@ pub struct FieldCounters {
     pub acl_refused: AtomicU64,
     /// Connections over `max_connections`, packets over the size limit, malformed MQTT.
     pub limits_refused: AtomicU64,
+    /// Times a device was held back for publishing faster than `max_publish_per_s`.
+    pub throttled: AtomicU64,
 }
 
 /// A copy of [`FieldCounters`] for the status.
@@ -37,6 +39,7 @@ pub struct FieldSnapshot {
     pub auth_refused: u64,
     pub acl_refused: u64,
     pub limits_refused: u64,
+    pub throttled: u64,
 }
 
 impl FieldCounters {
@@ -47,6 +50,7 @@ impl FieldCounters {
             auth_refused: g(&self.auth_refused),
             acl_refused: g(&self.acl_refused),
             limits_refused: g(&self.limits_refused),
+            throttled: g(&self.throttled),
         }
     }
 }

@@ -170,6 +170,74 @@ pub fn entry(user: &str, password: &str, iterations: NonZeroU32) -> std::io::Res
     ))
 }
 
+/// A device user name: what the password file, mosquitto's ACL file and rumqttd's client ids
+/// can all hold.
+pub fn valid_user(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 128
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
+}
+
+/// The text of a password file with `user`'s line replaced by `line`, or `line` appended.
+pub fn with_entry(text: &str, user: &str, line: &str) -> String {
+    let mut out = String::new();
+    let mut replaced = false;
+    for l in text.lines() {
+        if l.split_once(':').is_some_and(|(u, _)| u == user) {
+            if !replaced {
+                out.push_str(line);
+                out.push('\n');
+                replaced = true;
+            }
+        } else {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    if !replaced {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `citygate passwd FILE USER`: sets `user`'s password in the file at `path` with
+/// [`ITERATIONS`] (the file is created readable by its owner only).
+pub fn set(path: &Path, user: &str, password: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !valid_user(user) {
+        return Err(format!(
+            "user `{}` must be 1 to 128 letters, digits, `_`, `-`, `.` or `@`",
+            user.escape_debug()
+        ));
+    }
+    crate::secret::check_not_placeholder(password, true)
+        .map_err(|e| format!("the password {e}"))?;
+    let old = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let n = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
+    let line = entry(user, password, n).map_err(|e| e.to_string())?;
+    let text = with_entry(&old, user, &line);
+    Passwords::parse(&text, path).map_err(|e| e.to_string())?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +270,25 @@ mod tests {
         assert!(pw.verify("a", b"pw-of-a-1"));
         assert!(pw.verify("b", b"pw-of-b-2"));
         assert!(!pw.verify("a", b"pw-of-b-2"));
+    }
+
+    #[test]
+    fn set_adds_and_replaces_entries_that_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pw");
+        set(&f, "a", "first-pass-1").unwrap();
+        set(&f, "b", "second-pass-2").unwrap();
+        set(&f, "a", "third-pass-3").unwrap();
+        let pw = Passwords::load(&f).unwrap();
+        assert_eq!(pw.len(), 2);
+        assert!(pw.verify("a", b"third-pass-3"));
+        assert!(!pw.verify("a", b"first-pass-1"));
+        assert!(pw.verify("b", b"second-pass-2"));
+        assert!(set(&f, "c", "changeme").unwrap_err().contains("password"));
+        assert!(set(&f, "c d", "fourth-pass-4").is_err());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub(crate) fn validate_broker(b: &BrokerConfig, r: &mut Report) {
             anonymous,
             devices,
             max_connections,
+            max_publish_per_s,
         } => {
             let setting = anonymous_setting(listen, *anonymous, password_file.is_some());
             if *anonymous == Some(true) && !listen.ip().is_loopback() {
@@ -192,6 +193,12 @@ pub(crate) fn validate_broker(b: &BrokerConfig, r: &mut Report) {
                     format!("max_connections must be in 1..=100000, not {max_connections}"),
                 );
             }
+            if *max_publish_per_s > 1_000_000 {
+                r.push(
+                    "broker.max_publish_per_s",
+                    format!("max_publish_per_s must be in 0..=1000000, not {max_publish_per_s}"),
+                );
+            }
             validate_devices(devices, password_file.is_some(), r);
         }
         BrokerConfig::External {
@@ -226,14 +233,6 @@ pub(crate) fn validate_broker(b: &BrokerConfig, r: &mut Report) {
     }
 }
 
-/// A device user name: what mosquitto's password and ACL files can hold.
-fn valid_user(u: &str) -> bool {
-    !u.is_empty()
-        && u.len() <= 128
-        && u.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'))
-}
-
 fn validate_devices(devices: &[DeviceAclConfig], has_password_file: bool, r: &mut Report) {
     if !devices.is_empty() && !has_password_file {
         r.push(
@@ -243,7 +242,7 @@ fn validate_devices(devices: &[DeviceAclConfig], has_password_file: bool, r: &mu
     }
     for (i, d) in devices.iter().enumerate() {
         let at = format!("broker.devices[{i}]");
-        if !valid_user(&d.user) {
+        if !crate::field::passwd::valid_user(&d.user) {
             r.push(
                 format!("{at}.user"),
                 format!(
