@@ -422,6 +422,34 @@ fn check_refuses_an_open_field_broker_and_warns_of_a_local_uplink() {
     );
 }
 
+#[tokio::test]
+async fn an_external_broker_needs_its_ca_for_mqtts_and_its_credentials_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ext.toml");
+    let base = "[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n\n[broker]\nmode = \"external\"\n";
+    std::fs::write(&path, format!("{base}url = \"mqtts://10.0.0.2:8883\"\n")).unwrap();
+    let (text, ok) = citygate::config::check(&path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("broker.ca_file: an `mqtts://` broker needs `ca_file`"),
+        "{text}"
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{base}url = \"mqtt://127.0.0.1:1\"\nusername_env = \"FIELD_TEST_UNSET_USER\"\n\
+             password_env = \"FIELD_TEST_UNSET_PASSWORD\"\n"
+        ),
+    )
+    .unwrap();
+    let cfg = citygate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let e = citygate::run::start(cfg).await.expect_err("no credentials");
+    assert_eq!(
+        e.to_string(),
+        "broker.username_env: environment variable `FIELD_TEST_UNSET_USER` is not set"
+    );
+}
+
 /// mosquitto with the fragment `citygate broker-config` wrote and a TLS listener on `port`.
 struct Mosq {
     child: std::process::Child,
