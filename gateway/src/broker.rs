@@ -30,7 +30,7 @@ use crate::commands::base64;
 use crate::config::{anonymous_on, anonymous_setting, BrokerConfig};
 use crate::field::acl::Acl;
 use crate::field::gate::{Gate, Listener};
-use crate::field::passwd::{PasswdError, Passwords};
+use crate::field::passwd::{PasswdError, Reloading};
 use crate::mqtt::BrokerUrl;
 use crate::secret::Secret;
 use crate::status::Stats;
@@ -131,10 +131,7 @@ pub async fn start(cfg: &BrokerConfig, stats: Arc<Stats>) -> Result<Embedded, Br
     if *anonymous == Some(true) && !listen.ip().is_loopback() {
         return Err(BrokerError::AnonymousBeyondLoopback(*listen));
     }
-    let passwords = match password_file {
-        Some(p) => Passwords::load(p)?,
-        None => Passwords::default(),
-    };
+    let passwords = Reloading::new(password_file.as_deref())?;
     let tls = match (tls_listen, cert_file, key_file) {
         (Some(_), Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
             crate::tls::server_config(c, k)?,

@@ -582,6 +582,37 @@ password_file = "{pw}"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_removed_from_the_password_file_is_refused_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = password_file(dir.path(), &[("gauge-a", PASS_A), ("gauge-b", PASS_B)]);
+    let plain = free_port();
+    let text = format!(
+        "[gateway]\nid = \"gw-revoke\"\ndata_dir = \"{}\"\n\n[broker]\nmode = \"embedded\"\n\
+         listen = \"127.0.0.1:{plain}\"\npassword_file = \"{}\"\n{DEVICES_AND_SOURCES}",
+        dir.path().join("data").display(),
+        pw.display()
+    );
+    let gw = start_gateway(&text).await;
+    let mut a = Device::connect(plain, "a", Some(("gauge-a", PASS_A)), None).await;
+    a.connected().await;
+    // Revoke gauge-a: a new file with gauge-b only, renamed over the old one.
+    let next = dir.path().join("next.passwd");
+    citygate::field::passwd::set(&next, "gauge-b", PASS_B).unwrap();
+    std::fs::rename(&next, &pw).unwrap();
+    tokio::time::sleep(citygate::field::passwd::RELOAD_CHECK + Duration::from_millis(100)).await;
+    let mut again = Device::connect(plain, "a2", Some(("gauge-a", PASS_A)), None).await;
+    assert!(again.refused().await.contains("BadUserNamePassword"));
+    let mut b = Device::connect(plain, "b", Some(("gauge-b", PASS_B)), None).await;
+    b.connected().await;
+    // A broken file is not taken: gauge-b still logs in.
+    std::fs::write(&pw, "gauge-b:plain-text\n").unwrap();
+    tokio::time::sleep(citygate::field::passwd::RELOAD_CHECK + Duration::from_millis(100)).await;
+    let mut b2 = Device::connect(plain, "b2", Some(("gauge-b", PASS_B)), None).await;
+    b2.connected().await;
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_publishing_too_fast_is_held_back() {
     let dir = tempfile::tempdir().unwrap();
     let pw = password_file(dir.path(), &[("gauge-a", PASS_A)]);

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::acl::{Acl, Identity};
-use super::passwd::Passwords;
+use super::passwd::Reloading;
 use super::LogLimit;
 use crate::clock::mono_ms;
 use crate::outbox::drain::TokenBucket;
@@ -53,7 +53,7 @@ pub struct Gate {
     pub inner: SocketAddr,
     /// The gate's credentials on the inner listener.
     pub login: Credentials,
-    pub passwords: Arc<Passwords>,
+    pub passwords: Arc<Reloading>,
     pub acl: Acl,
     pub stats: Arc<Stats>,
     /// Publishes a second per device connection; 0: no limit.
@@ -92,7 +92,7 @@ impl Gate {
     pub fn new(
         inner: SocketAddr,
         login: Credentials,
-        passwords: Arc<Passwords>,
+        passwords: Arc<Reloading>,
         acl: Acl,
         max_connections: usize,
         publish_per_s: u32,
@@ -275,7 +275,7 @@ impl Gate {
             let _turn = self.hashing.acquire().await;
             let pw = Arc::clone(&self.passwords);
             let (user, pass) = (login.username.clone(), login.password.clone());
-            tokio::task::spawn_blocking(move || pw.verify(&user, pass.as_bytes()))
+            tokio::task::spawn_blocking(move || pw.current().verify(&user, pass.as_bytes()))
                 .await
                 .unwrap_or(false)
         };

@@ -6,10 +6,16 @@
 //! Any other form (plain text, mosquitto's older `$6$` single SHA-512) is an error naming the
 //! file and line, never the line's content. Verification runs in constant time
 //! (`ring::pbkdf2::verify`), and an unknown user costs the same as a wrong password.
+//!
+//! [`Reloading`] re-reads the file when it changes (checked at most once a second, at a login),
+//! so that a device is revoked by removing its line; a file that no longer parses is logged
+//! and the previous one kept.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use ring::pbkdf2;
 
@@ -119,6 +125,74 @@ impl Passwords {
                 false
             }
         }
+    }
+}
+
+/// The password file as it is now: loaded at start, re-read when it changes.
+#[derive(Debug)]
+pub struct Reloading {
+    path: Option<PathBuf>,
+    state: Mutex<ReloadState>,
+}
+
+#[derive(Debug)]
+struct ReloadState {
+    passwords: Arc<Passwords>,
+    /// Modification time and length of the file last read (or last found broken).
+    seen: Option<(SystemTime, u64)>,
+    checked: Instant,
+}
+
+/// How often a login looks at the file's modification time at most.
+pub const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl Reloading {
+    /// Loads the file at `path` (none: no user can log in).
+    pub fn new(path: Option<&Path>) -> Result<Reloading, PasswdError> {
+        let (passwords, seen) = match path {
+            Some(p) => (Passwords::load(p)?, stamp(p)),
+            None => (Passwords::default(), None),
+        };
+        Ok(Reloading {
+            path: path.map(Path::to_path_buf),
+            state: Mutex::new(ReloadState {
+                passwords: Arc::new(passwords),
+                seen,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The passwords now. Reads the file when it changed: blocking, call it off the async
+    /// threads (with [`Passwords::verify`]).
+    pub fn current(&self) -> Arc<Passwords> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = &self.path {
+            if s.checked.elapsed() >= RELOAD_CHECK {
+                s.checked = Instant::now();
+                let now = stamp(path);
+                if now.is_some() && now != s.seen {
+                    s.seen = now;
+                    match Passwords::load(path) {
+                        Ok(p) => {
+                            tracing::info!(
+                                "field gate: {} re-read: {} users",
+                                path.display(),
+                                p.len()
+                            );
+                            s.passwords = Arc::new(p);
+                        }
+                        Err(e) => tracing::error!("{e}; keeping the previous passwords"),
+                    }
+                }
+            }
+        }
+        Arc::clone(&s.passwords)
     }
 }
 
