@@ -28,6 +28,11 @@ pub struct Stats {
     pub uplink_reconnects: AtomicU64,
     /// Records in the outbox, updated by the uplink.
     pub outbox_depth: AtomicU64,
+    /// The uplink is pacing a backlog by `outbox.drain_per_s` now (records older than the
+    /// last few seconds' arrivals are waiting for the limit).
+    pub drain_paced: AtomicBool,
+    /// Times the uplink waited for the drain limit with records waiting.
+    pub drain_throttled: AtomicU64,
     /// Local actions published (sirens, signs) and those that could not be.
     pub actions_out: AtomicU64,
     pub actions_failed: AtomicU64,
@@ -72,6 +77,8 @@ impl Stats {
             ingest_subscribed: self.ingest_subscribed.load(Ordering::Relaxed),
             uplink_reconnects: g(&self.uplink_reconnects),
             outbox_depth: g(&self.outbox_depth),
+            drain_paced: self.drain_paced.load(Ordering::Relaxed),
+            drain_throttled: g(&self.drain_throttled),
             actions_out: g(&self.actions_out),
             actions_failed: g(&self.actions_failed),
             hazards: self.hazards.lock().map(|h| h.clone()).unwrap_or_default(),
@@ -102,6 +109,8 @@ pub struct Snapshot {
     pub ingest_subscribed: bool,
     pub uplink_reconnects: u64,
     pub outbox_depth: u64,
+    pub drain_paced: bool,
+    pub drain_throttled: u64,
     pub actions_out: u64,
     pub actions_failed: u64,
     pub hazards: String,
@@ -117,7 +126,7 @@ impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {}){}",
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{}{} | uplink {} (delivered {}, reconnects {}){}",
             self.readings_in,
             self.malformed,
             self.late,
@@ -126,6 +135,7 @@ impl fmt::Display for Snapshot {
             if self.hazards.is_empty() { String::new() } else { format!(" [{}]", self.hazards) },
             self.outbox_depth,
             outbox_losses(&self.outbox),
+            if self.drain_paced { ", backlog paced by drain_per_s" } else { "" },
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,

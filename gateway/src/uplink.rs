@@ -29,7 +29,7 @@ use crate::clock;
 use crate::commands::Downlink;
 use crate::config::UplinkConfig;
 use crate::mqtt::BrokerUrl;
-use crate::outbox::drain::TokenBucket;
+use crate::outbox::drain::{PaceReport, Pacer};
 use crate::outbox::{Key, Outbox};
 use crate::stages::records::Records;
 use crate::status::Stats;
@@ -143,6 +143,7 @@ pub async fn run(
         Arc::clone(&outbox),
         Arc::clone(&wake),
         max_inflight,
+        Arc::clone(records.stats()),
     ));
     let mut up = Uplink {
         backoff: backoff(&params),
@@ -345,17 +346,18 @@ fn on_command(
 }
 
 /// Hands outbox records to the client, highest class first, while the connection has room.
-/// Summaries and events are paced by the drain limiter (`outbox.drain_per_s`, a token bucket
-/// on the monotonic clock); alerts are not.
+/// A backlog of summaries and events is paced by the drain limiter (`outbox.drain_per_s` on
+/// top of what arrived in the last seconds, on the monotonic clock); alerts are not.
 async fn feed(
     client: AsyncClient,
     link: Arc<Mutex<Link>>,
     outbox: Arc<Outbox>,
     wake: Arc<Notify>,
     max_inflight: usize,
+    stats: Arc<Stats>,
 ) {
     let mut durable_up_to = 0u64;
-    let mut bucket = TokenBucket::new(outbox.drain_per_s(), clock::mono_ms());
+    let mut bucket = Pacer::new(outbox.drain_per_s(), clock::mono_ms());
     let mut pause = Duration::from_millis(250);
     loop {
         tokio::select! {
@@ -377,9 +379,13 @@ async fn feed(
             }
         }
         let mut l = lock(&link);
+        let stored =
+            stats.summaries_out.load(Ordering::Relaxed) + stats.events_out.load(Ordering::Relaxed);
+        bucket.arrived(stored, clock::mono_ms(), l.connected);
         if !l.connected {
             continue;
         }
+        let mut paced_empty = 0;
         'classes: for class in Class::ALL {
             while l.inflight < max_inflight {
                 let mut room = max_inflight - l.inflight;
@@ -389,6 +395,15 @@ async fn feed(
                     if room == 0 {
                         pause =
                             Duration::from_millis(bucket.wait_ms(clock::mono_ms()).clamp(1, 250));
+                        let cursor = l.cursor[usize::from(class.rank())];
+                        if outbox
+                            .pending_after(class, cursor, 1)
+                            .is_ok_and(|b| !b.is_empty())
+                        {
+                            Stats::inc(&stats.drain_throttled);
+                            let report = bucket.throttled(clock::mono_ms());
+                            report_pace(report, &bucket, &stats, &outbox);
+                        }
                         break 'classes;
                     }
                 }
@@ -406,6 +421,7 @@ async fn feed(
                 if batch.is_empty() {
                     if paced {
                         bucket.give_back(room);
+                        paced_empty += 1;
                     }
                     break;
                 }
@@ -433,5 +449,27 @@ async fn feed(
                 }
             }
         }
+        if paced_empty == Class::ALL.len() - 1 {
+            report_pace(bucket.idle(), &bucket, &stats, &outbox);
+        }
+    }
+}
+
+/// Shows the drain limiter in the status (`drain_paced`) and the log (one
+/// line when pacing starts, at most one per `drain::LOG_EVERY_MS` while it lasts, one when the
+/// backlog is gone).
+fn report_pace(report: PaceReport, pacer: &Pacer, stats: &Stats, outbox: &Outbox) {
+    stats.drain_paced.store(pacer.pacing(), Ordering::Relaxed);
+    match report {
+        PaceReport::Quiet => {}
+        PaceReport::Throttling => tracing::warn!(
+            "uplink: a backlog of {} records is paced by outbox.drain_per_s = {}/s on top of \
+             the records of the last {} s ({} waits so far)",
+            outbox.len(),
+            pacer.rate_per_s(),
+            crate::outbox::drain::LIVE_WINDOW_MS / 1000,
+            stats.drain_throttled.load(Ordering::Relaxed),
+        ),
+        PaceReport::Drained => tracing::info!("uplink: backlog drained, pacing ended"),
     }
 }

@@ -48,6 +48,8 @@ pub struct Bank {
     pub behavior: Behavior,
     /// Requests received.
     pub requests: u64,
+    /// When each request arrived (before any `Delay`), as seen by the TCP simulator.
+    pub arrivals: Vec<std::time::Instant>,
 }
 
 impl Default for Bank {
@@ -59,6 +61,7 @@ impl Default for Bank {
             holding: vec![0; 2048],
             behavior: Behavior::Normal,
             requests: 0,
+            arrivals: Vec::new(),
         }
     }
 }
@@ -200,7 +203,10 @@ impl tokio_modbus::server::Service for SimService {
             let Some(bank) = bank else {
                 return Ok(None);
             };
-            let delay = match bank.lock().map(|b| b.behavior.clone()) {
+            let delay = match bank.lock().map(|mut b| {
+                b.arrivals.push(std::time::Instant::now());
+                b.behavior.clone()
+            }) {
                 Ok(Behavior::Delay(d)) => Some(d),
                 _ => None,
             };
@@ -220,6 +226,8 @@ pub use crate::free_port;
 /// A tokio-modbus TCP server that can be killed and restarted on the same port.
 pub struct TcpSim {
     pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicU64>,
     service: SimService,
     task: Option<JoinHandle<()>>,
 }
@@ -230,6 +238,7 @@ impl TcpSim {
         let addr = listener.local_addr().expect("addr");
         let mut sim = TcpSim {
             addr,
+            connections: Arc::new(AtomicU64::new(0)),
             service,
             task: None,
         };
@@ -239,10 +248,12 @@ impl TcpSim {
 
     fn serve(&mut self, listener: TcpListener) {
         let service = self.service.clone();
+        let connections = self.connections.clone();
         self.task = Some(tokio::spawn(async move {
             let server = tokio_modbus::server::tcp::Server::new(listener);
             let on_connected = |stream, _addr| {
                 let service = service.clone();
+                connections.fetch_add(1, Ordering::SeqCst);
                 async move { Ok(Some((service, stream))) }
             };
             let _ = server.serve(&on_connected, |_e| {}).await;

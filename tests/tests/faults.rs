@@ -707,8 +707,61 @@ async fn a_backlog_drains_no_faster_than_drain_per_s() {
         delivered <= bound,
         "{delivered} delivered, more than the {RATE}/s limit allows"
     );
+    // The status says the backlog is being paced, and stops saying so once it is gone.
+    let s = gw.stats.snapshot();
+    assert!(s.drain_paced && s.drain_throttled > 0, "{s:?}");
+    assert!(
+        s.to_string().contains("backlog paced by drain_per_s"),
+        "{s}"
+    );
     wait_drained(&gw, &collector, Duration::from_secs(30)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || !gw.stats.snapshot().drain_paced).await,
+        "still pacing with an empty outbox: {:?}",
+        gw.stats.snapshot()
+    );
     let produced = gw.outbox.counters.appended.load(Ordering::Relaxed);
     account("paced drain", &collector.snapshot(), produced, 0, 0);
+    gw.shutdown().await;
+}
+
+/// `drain_per_s` paces a backlog, never the steady flow: 1,000 summaries a second go out as
+/// they are stored with a limit of 100/s, the outbox stays near empty, and the status never
+/// reports a wait for the limit. (Before, the limit applied to everything: the outbox grew by
+/// 900 records a second without a word.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_per_s_never_holds_back_a_flow_the_gateway_sustains() {
+    const RATE: u64 = 100;
+    let mosq = Mosquitto::start();
+    let collector = Collector::start(mosq.port, "gw-steady").await;
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let text = fault_config("gw-steady", local, &mosq.url(), dir.path(), "")
+        .replace("drain_per_s = 5000", &format!("drain_per_s = {RATE}"));
+    let gw = start_gateway(&text).await;
+    let load = Load::start(local, "field-steady").await;
+    until_stored(&gw, 1000).await;
+    let mut deepest = 0;
+    let start = gw.outbox.counters.appended.load(Ordering::Relaxed);
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        deepest = deepest.max(gw.outbox.len());
+    }
+    let stored = gw.outbox.counters.appended.load(Ordering::Relaxed) - start;
+    load.stop().await;
+    let s = gw.stats.snapshot();
+    eprintln!("steady flow: {stored} stored in 6 s, outbox at most {deepest} deep, {s}");
+    assert!(
+        stored >= 3000,
+        "the load is too small to show the limit: {stored}"
+    );
+    assert!(
+        deepest < 2000,
+        "the outbox grew to {deepest} under a steady {stored} records in 6 s"
+    );
+    assert_eq!((s.drain_throttled, s.drain_paced), (0, false), "{s:?}");
+    wait_drained(&gw, &collector, Duration::from_secs(10)).await;
+    let produced = gw.outbox.counters.appended.load(Ordering::Relaxed);
+    account("steady flow", &collector.snapshot(), produced, 0, 0);
     gw.shutdown().await;
 }

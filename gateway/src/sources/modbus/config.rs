@@ -28,6 +28,8 @@ pub const MAX_READ_BITS: u16 = 2000;
 pub const MAX_WRITE_REGISTERS: u16 = 123;
 /// Largest number of coils one write request may carry (FC 15).
 pub const MAX_WRITE_COILS: u16 = 1968;
+/// Most TCP connections to one address (`connections`).
+pub const MAX_CONNECTIONS: u16 = 64;
 
 /// One `[[sources.modbus]]` device.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -40,6 +42,11 @@ pub struct DeviceConfig {
     /// are polled in turn.
     #[serde(default)]
     pub tcp: Option<String>,
+    /// Modbus TCP: how many connections the gateway opens to this address (1–64, default 1),
+    /// for servers that accept several. The devices at the address are spread over them, each
+    /// connection polling its share in turn. Devices at one address that set it must agree.
+    #[serde(default)]
+    pub connections: Option<u16>,
     /// Modbus RTU on a serial line. Devices naming the same `port` share that bus and are
     /// polled in turn.
     #[serde(default)]
@@ -454,6 +461,7 @@ impl DeviceConfig {
         DeviceConfig {
             name: name.into(),
             tcp: Some(addr.into()),
+            connections: None,
             rtu: None,
             unit_id: default_unit_id(),
             poll_interval_ms: default_poll_interval_ms(),

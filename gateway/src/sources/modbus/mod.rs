@@ -5,11 +5,13 @@
 //! - [`codec`]: register contents ↔ values (byte/word order, types, scale);
 //! - [`plan`]: the read planner (fewest requests within protocol limits);
 //! - `poller`: the link tasks (timeouts, reconnects, backoff, offline probing, RTU bus turns);
+//! - `schedule`: fixed-rate poll slots; a missed slot is skipped, never made up;
 //! - [`stats`]: per-device counters.
 //!
 //! One task runs per link: all RTU devices on one serial port share one task and are polled
 //! in turn; so do TCP devices with the same `host:port` (unit ids behind a Modbus TCP/RTU
-//! gateway), over one connection.
+//! gateway), over one connection, or spread over `connections = N` connections (links) for
+//! servers that accept several.
 
 pub mod builtin;
 pub mod codec;
@@ -18,6 +20,7 @@ pub mod plan;
 pub mod stats;
 
 mod poller;
+mod schedule;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -110,14 +113,26 @@ pub fn spawn(
     let mut refs = HashMap::new();
     let mut order = Vec::new();
     let slots = u32::try_from(devices.len()).unwrap_or(u32::MAX);
-    for (n, d) in devices.into_iter().enumerate() {
+    let connections = connections_per_address(&devices);
+    let mut at_address: HashMap<&str, usize> = HashMap::new();
+    let keys: Vec<Option<String>> = devices
+        .iter()
+        .map(|d| {
+            let addr = d.tcp.as_deref()?;
+            let seen = at_address.entry(addr).or_insert(0);
+            let k = *seen % connections.get(addr).copied().unwrap_or(1);
+            *seen += 1;
+            Some(format!("tcp {addr} #{k}"))
+        })
+        .collect();
+    for ((n, d), tcp_key) in devices.into_iter().enumerate().zip(keys) {
         let counters = Arc::new(Counters::default());
         let name = d.name.clone();
         let seed = 0x9E37_79B9_7F4A_7C15u64 ^ (n as u64).wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let (key, transport) = match (&d.tcp, &d.rtu) {
-            (Some(addr), _) => (format!("tcp {addr}"), Transport::Tcp(addr.clone())),
-            (None, Some(r)) => (format!("rtu {}", r.port), Transport::Rtu(r.clone())),
-            (None, None) => continue, // rejected by validate
+        let (key, transport) = match (&d.tcp, &d.rtu, tcp_key) {
+            (Some(addr), _, Some(key)) => (key, Transport::Tcp(addr.clone())),
+            (None, Some(r), _) => (format!("rtu {}", r.port), Transport::Rtu(r.clone())),
+            _ => continue, // rejected by validate
         };
         let link = *by_port.entry(key).or_insert_with(|| {
             links.push((transport, Vec::new()));
@@ -161,6 +176,17 @@ pub fn spawn(
         shutdown,
         tasks,
     })
+}
+
+/// `connections` of each TCP address (validated: the devices that set it agree; default 1).
+fn connections_per_address(devices: &[DeviceConfig]) -> HashMap<&str, usize> {
+    let mut n = HashMap::new();
+    for d in devices {
+        if let (Some(addr), Some(c)) = (d.tcp.as_deref(), d.connections) {
+            n.insert(addr, usize::from(c.max(1)));
+        }
+    }
+    n
 }
 
 /// A cloneable handle for writes only (e.g. for the signal actuation task), valid while the

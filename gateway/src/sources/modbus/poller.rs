@@ -30,7 +30,8 @@ use super::config::{
     MAX_WRITE_REGISTERS,
 };
 use super::plan::{self, Limits, ReadRequest, Span};
-use super::stats::{inc, Counters, DeviceState};
+use super::schedule;
+use super::stats::{add, inc, Counters, DeviceState};
 use super::{Write, WriteError};
 use crate::backoff::Backoff;
 
@@ -385,8 +386,16 @@ impl Link {
         let Some(dev) = self.devices.get_mut(idx) else {
             return;
         };
-        inc(&dev.counters.cycles);
         let start = Instant::now();
+        let on_schedule = dev.failures == 0 && dev.counters.state() != DeviceState::Offline;
+        if on_schedule && schedule::missed(due, dev.interval(), start) {
+            // The link was busy with other devices past this slot: skip it, never make it up.
+            let (next, between) = schedule::next_slot(due, dev.interval(), start);
+            dev.due = next;
+            add(&dev.counters.skipped, between + 1);
+            return;
+        }
+        inc(&dev.counters.cycles);
         dev.counters
             .lateness
             .record(start.saturating_duration_since(due));
@@ -497,10 +506,12 @@ impl Link {
         } else if back {
             dev.due = now + interval;
         } else {
-            dev.due = due + interval;
-            if dev.due + interval <= now {
+            let (next, skipped) = schedule::next_slot(due, interval, now);
+            dev.due = next;
+            if skipped > 0 {
+                // The cycle ran past its next slot: wait for the first free one.
                 inc(&dev.counters.overruns);
-                dev.due = now + interval;
+                add(&dev.counters.skipped, skipped);
             }
         }
         let prev = dev.counters.state();

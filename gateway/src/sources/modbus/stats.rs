@@ -66,8 +66,12 @@ pub struct DeviceStats {
     pub failed_cycles: u64,
     /// Readings emitted.
     pub readings: u64,
-    /// Poll cycles that started more than one poll interval late (skipped ahead).
+    /// Poll cycles that ran past their next schedule slot (the next cycle waited for the
+    /// first free slot).
     pub overruns: u64,
+    /// Schedule slots skipped: passed while the device's own cycle ran, or not started within
+    /// half an interval because the link was busy with other devices. Never made up.
+    pub skipped: u64,
     /// How late poll cycles started against their schedule (a histogram, see [`TIMING_BUCKETS`]).
     pub lateness: [u64; TIMING_BUCKETS],
     /// Poll-period jitter: |Δt − poll interval| between the starts of consecutive cycles that
@@ -139,12 +143,17 @@ pub(crate) struct Counters {
     pub(crate) failed_cycles: AtomicU64,
     pub(crate) readings: AtomicU64,
     pub(crate) overruns: AtomicU64,
+    pub(crate) skipped: AtomicU64,
     pub(crate) lateness: Timing,
     pub(crate) period_jitter: Timing,
 }
 
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
 }
 
 impl Counters {
@@ -171,6 +180,7 @@ impl Counters {
             failed_cycles: l(&self.failed_cycles),
             readings: l(&self.readings),
             overruns: l(&self.overruns),
+            skipped: l(&self.skipped),
             lateness: self.lateness.snapshot(),
             period_jitter: self.period_jitter.snapshot(),
         }

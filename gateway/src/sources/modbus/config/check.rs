@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     ConfigErrors, DataType, DeviceConfig, MapFile, PointConfig, RegisterMapConfig, RtuConfig,
-    MAX_READ_BITS, MAX_READ_REGISTERS,
+    MAX_CONNECTIONS, MAX_READ_BITS, MAX_READ_REGISTERS,
 };
 use crate::config::report::Report;
 
@@ -110,6 +110,8 @@ struct Links<'a> {
     buses: HashMap<&'a str, (usize, &'a RtuConfig)>,
     bus_units: HashMap<(&'a str, u8), usize>,
     tcp_units: HashMap<(&'a str, u8), usize>,
+    /// The first device at each TCP address that set `connections`, and its value.
+    tcp_connections: HashMap<&'a str, (usize, u16)>,
 }
 
 impl<'a> Links<'a> {
@@ -117,6 +119,7 @@ impl<'a> Links<'a> {
     /// same serial settings as the other devices on its bus.
     fn check(&mut self, e: &mut Report, prefix: &str, i: usize, d: &'a DeviceConfig) {
         let p = format!("{prefix}[{i}]");
+        self.check_connections(e, prefix, i, d);
         let (buses, bus_units, tcp_units) =
             (&mut self.buses, &mut self.bus_units, &mut self.tcp_units);
         match (&d.tcp, &d.rtu) {
@@ -180,6 +183,38 @@ impl<'a> Links<'a> {
                         ),
                     );
                 }
+            }
+        }
+    }
+}
+
+impl<'a> Links<'a> {
+    /// `connections`: TCP only, 1 to [`MAX_CONNECTIONS`], the same for every device at one
+    /// address that sets it.
+    fn check_connections(&mut self, e: &mut Report, prefix: &str, i: usize, d: &'a DeviceConfig) {
+        let Some(n) = d.connections else {
+            return;
+        };
+        let key = format!("{prefix}[{i}].connections");
+        let Some(addr) = &d.tcp else {
+            e.push(
+                key,
+                "applies to Modbus TCP only (a serial bus has one line)",
+            );
+            return;
+        };
+        if n == 0 || n > MAX_CONNECTIONS {
+            e.push(key, format!("must be 1 to {MAX_CONNECTIONS}"));
+            return;
+        }
+        match self.tcp_connections.get(addr.as_str()) {
+            Some(&(j, m)) if m != n => e.push(
+                key,
+                format!("{n}, but {prefix}[{j}] at the same address {addr} says {m}"),
+            ),
+            Some(_) => {}
+            None => {
+                self.tcp_connections.insert(addr.as_str(), (i, n));
             }
         }
     }
