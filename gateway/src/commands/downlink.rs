@@ -304,8 +304,8 @@ impl Downlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::base64;
     use crate::config::{CommandKeyConfig, CommandsConfig};
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -317,7 +317,7 @@ mod tests {
         let cfg = CommandsConfig {
             keys: vec![CommandKeyConfig {
                 id: "p".into(),
-                public_key: base64::encode(k.public_key().as_ref()),
+                public_key: BASE64_STANDARD.encode(k.public_key().as_ref()),
             }],
             ..CommandsConfig::default()
         };

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::base64;
 use super::verify::Reason;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 /// Version of the command envelope.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -99,7 +99,11 @@ pub(crate) fn parse(value: Value) -> Result<(Command, Option<Vec<u8>>), Reason> 
     }
     let sig = match &w.sig {
         None => None,
-        Some(s) => Some(base64::decode(s).ok_or(bad("sig", "standard base64 with padding"))?),
+        Some(s) => Some(
+            BASE64_STANDARD
+                .decode(s)
+                .map_err(|_| bad("sig", "standard base64 with padding"))?,
+        ),
     };
     Ok((
         Command {
@@ -163,7 +167,10 @@ impl Command {
         let sig = key.sign(&signed_bytes(self));
         let mut v = self.unsigned();
         if let Value::Object(m) = &mut v {
-            m.insert("sig".into(), Value::String(base64::encode(sig.as_ref())));
+            m.insert(
+                "sig".into(),
+                Value::String(BASE64_STANDARD.encode(sig.as_ref())),
+            );
         }
         v
     }

@@ -62,7 +62,6 @@
 //! and when that many unexpired commands are remembered, new ones are refused (fail closed).
 
 pub mod action;
-pub mod base64;
 pub mod downlink;
 pub mod envelope;
 pub mod journal;
