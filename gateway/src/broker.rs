@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use rumqttc::MqttOptions;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-use crate::commands::base64;
 use crate::config::{anonymous_on, anonymous_setting, BrokerConfig};
 use crate::field::acl::Acl;
 use crate::field::gate::{Gate, Listener};
@@ -35,6 +34,7 @@ use crate::mqtt::BrokerUrl;
 use crate::secret::Secret;
 use crate::status::Stats;
 use crate::tls::{ClientKeys, ClientSecurity, Credentials, SecurityError};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 /// Largest payload the embedded broker accepts.
 pub const MAX_PAYLOAD: usize = 256 * 1024;
@@ -212,7 +212,7 @@ fn generated(username: &str) -> Result<Credentials, BrokerError> {
     let bytes = crate::field::random_bytes::<32>().map_err(BrokerError::Random)?;
     Ok(Credentials {
         username: username.to_string(),
-        password: Secret::new(base64::encode(&bytes)),
+        password: Secret::new(BASE64_STANDARD.encode(bytes)),
     })
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ring::pbkdf2;
 
-use crate::commands::base64;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 const ALGORITHM: pbkdf2::Algorithm = pbkdf2::PBKDF2_HMAC_SHA512;
 /// Iterations of the entries [`entry`] makes (mosquitto_passwd's default is 101).
@@ -211,10 +211,14 @@ fn parse_hash(text: &str) -> Result<Entry, String> {
                 .filter(|n| *n <= MAX_ITERATIONS)
                 .and_then(NonZeroU32::new)
                 .ok_or_else(|| format!("iterations must be 1 to {MAX_ITERATIONS}"))?;
-            let salt = base64::decode(salt)
+            let salt = BASE64_STANDARD
+                .decode(salt)
+                .ok()
                 .filter(|s| s.len() >= 8)
                 .ok_or("the salt is not base64 of at least 8 bytes")?;
-            let hash = base64::decode(hash)
+            let hash = BASE64_STANDARD
+                .decode(hash)
+                .ok()
                 .filter(|h| h.len() == 64)
                 .ok_or("the hash is not base64 of 64 bytes (PBKDF2-SHA512)")?;
             Ok(Entry {
@@ -239,8 +243,8 @@ pub fn entry(user: &str, password: &str, iterations: NonZeroU32) -> std::io::Res
     pbkdf2::derive(ALGORITHM, iterations, &salt, password.as_bytes(), &mut hash);
     Ok(format!(
         "{user}:$7${iterations}${}${}",
-        base64::encode(&salt),
-        base64::encode(&hash)
+        BASE64_STANDARD.encode(salt),
+        BASE64_STANDARD.encode(hash)
     ))
 }
 

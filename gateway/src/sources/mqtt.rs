@@ -185,14 +185,6 @@ impl Router {
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Subscribes to every route's filter on the local broker and sends decoded readings to `tx`
 /// until `shutdown` turns true. A full channel holds the event loop (back-pressure).
 pub async fn run(
@@ -236,7 +228,7 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = &p.topic;
-                match router.decode(topic, &p.payload, epoch_now()) {
+                match router.decode(topic, &p.payload, crate::clock::wall_s()) {
                     Ok(readings) => {
                         for r in readings {
                             if tx.send(r).await.is_err() {
