@@ -90,13 +90,13 @@ pub fn main() -> ExitCode {
             };
         }
         Command::Status { config } => return print_status(config),
-        Command::BrokerConfig { config, out } => return broker_config(config, out),
-        Command::Passwd { file, user } => return passwd(file, user),
         #[cfg(not(feature = "sim"))]
         Command::Demo(_) | Command::Sumo(_) => {
             eprintln!("{NO_SIMULATOR}");
             return ExitCode::from(2);
         }
+        Command::BrokerConfig { config, out } => return broker_config(config, out),
+        Command::Passwd { file, user } => return passwd(file, user),
         _ => {}
     }
     #[cfg(feature = "sim")]
