@@ -411,6 +411,19 @@ fn check_refuses_an_open_field_broker_and_warns_of_a_local_uplink() {
         "{text}"
     );
 
+    // A topic of the gateway's own that rumqttd could not take.
+    std::fs::write(
+        &path,
+        "[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n\n[[sources.mqtt]]\nname = \"a\"\ntopic = \"ü/+\"\nformat = \"senml\"\n",
+    )
+    .unwrap();
+    let (text, ok) = citygate::config::check(&path);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("sources.mqtt[0].topic: on the embedded broker a topic must start with an ASCII character"),
+        "{text}"
+    );
+
     // Loopback without a password file: accepted, and the uplink to the local broker is a warning.
     std::fs::write(&path, "[gateway]\nid = \"gw\"\ndata_dir = \"d\"\n").unwrap();
     let (text, ok) = citygate::config::check(&path);

@@ -91,6 +91,7 @@ impl Config {
             }
         }
         self.validate_uplink_security(&mut r);
+        broker::validate_own_topics(self, &mut r);
         self.validate_commands(&mut r);
         self.validate_intersections(&mut r);
         r.0

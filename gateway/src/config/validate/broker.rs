@@ -266,6 +266,46 @@ fn validate_devices(devices: &[DeviceAclConfig], has_password_file: bool, r: &mu
     }
 }
 
+/// With the embedded broker, the topics the gateway's own clients use on rumqttd (they do not
+/// pass the gate): one whose first character is not ASCII would panic rumqttd 0.20's router
+/// (docs/SECURITY.md).
+pub(crate) fn validate_own_topics(cfg: &Config, r: &mut Report) {
+    if !matches!(cfg.broker, BrokerConfig::Embedded { .. }) {
+        return;
+    }
+    let mut topics: Vec<(String, &str)> = cfg
+        .sources
+        .mqtt
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("sources.mqtt[{i}].topic"), s.topic.as_str()))
+        .collect();
+    if let Some(h) = &cfg.hazard {
+        for (g, group) in h.groups.iter().enumerate() {
+            for (l, level) in group.levels.iter().enumerate() {
+                for (k, p) in level.publish.iter().enumerate() {
+                    let at = format!("hazard.groups[{g}].levels[{l}].publish[{k}].topic");
+                    topics.push((at, p.topic.as_str()));
+                }
+            }
+        }
+    }
+    for (i, ic) in cfg.intersection.iter().enumerate() {
+        if let Some(t) = ic.actuation.as_ref().and_then(|a| a.mqtt_topic.as_deref()) {
+            topics.push((format!("intersection[{i}].actuation.mqtt_topic"), t));
+        }
+    }
+    for (at, t) in topics {
+        if t.as_bytes().first().is_some_and(|b| !b.is_ascii()) {
+            r.push(
+                at,
+                "on the embedded broker a topic must start with an ASCII character (rumqttd \
+                 0.20 fails on others)",
+            );
+        }
+    }
+}
+
 /// What `citygate check` prints (and `citygate run` logs) as warnings: allowed, but unsafe.
 pub fn broker_warnings(cfg: &Config) -> Vec<String> {
     let mut w = Vec::new();
