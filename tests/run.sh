@@ -13,6 +13,7 @@ missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v socat >/dev/null || missing+=(socat)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
   sudo_if_needed apt-get update -qq
@@ -33,5 +34,9 @@ export CITYGATE_REQUIRE_SUMO=1
 if [ -x firmware/check-no-std.sh ] || [ -f firmware/check-no-std.sh ]; then
   bash firmware/check-no-std.sh
 fi
+
+# No function over 150 lines, no file over 700 lines of non-test code (issue [structure]).
+python3 tests/py/size_limits.py --self-test
+python3 tests/py/size_limits.py
 
 cargo test --workspace "$@"

@@ -11,12 +11,14 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod field;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;
 pub mod run;
 pub mod secret;
 pub mod signals;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
 pub mod stages;

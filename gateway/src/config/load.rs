@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use citygate_protocols::quote::quoted;
 use toml_edit::ImDocument;
 
 use super::env::{has_references, substitute};
@@ -41,15 +42,14 @@ pub fn load_with_env(
     let mut config = load_text(&text, &file, env, base)?;
     if let Some(dir) = path.parent() {
         let u = &mut config.uplink;
-        for p in [
+        let mut paths = vec![
             Some(&mut config.gateway.data_dir),
             u.ca_file.as_mut(),
             u.client_cert_file.as_mut(),
             u.client_key_file.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        ];
+        paths.extend(config.broker.files_mut().into_iter().map(Some));
+        for p in paths.into_iter().flatten() {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -112,7 +112,7 @@ fn load_text(
             continue;
         };
         match substitute(&s.value, env) {
-            Ok(value) => edits.push((span, toml_basic_string(&value))),
+            Ok(value) => edits.push((span, quoted(&value))),
             Err(problems) => {
                 let raw = text.get(span.clone()).unwrap_or("");
                 let mut from = 0;
@@ -193,15 +193,17 @@ pub fn check(path: &Path) -> (String, bool) {
     match load(path) {
         Ok(c) => {
             let n = c.sources.mqtt.len() + c.sources.modbus.len();
-            (
-                format!(
-                    "OK: {} (gateway {}, {n} source{})",
-                    path.display(),
-                    c.gateway.id,
-                    if n == 1 { "" } else { "s" }
-                ),
-                true,
-            )
+            let mut text = format!(
+                "OK: {} (gateway {}, {n} source{})",
+                path.display(),
+                c.gateway.id,
+                if n == 1 { "" } else { "s" }
+            );
+            for w in super::broker_warnings(&c) {
+                text.push_str("\nwarning: ");
+                text.push_str(&w);
+            }
+            (text, true)
         }
         Err(e) => (e.to_string(), false),
     }
@@ -219,6 +221,10 @@ fn check_broker_values(
             "broker.listen",
             "a string `ip:port`, e.g. \"127.0.0.1:1883\"",
         ),
+        (
+            "broker.tls_listen",
+            "a string `ip:port`, e.g. \"0.0.0.0:8883\"",
+        ),
         ("broker.url", "a string `mqtt://host:port`"),
     ] {
         if !index.contains(path) {
@@ -232,7 +238,7 @@ fn check_broker_values(
                 format!("invalid type: expected {expected}"),
             ));
         };
-        if path != "broker.listen" {
+        if path == "broker.url" {
             continue;
         }
         let value = substitute(&s.value, env).ok()?;
@@ -265,25 +271,6 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// `s` as a TOML basic string.
-fn toml_basic_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The file with some string values re-encoded, and the way back to original offsets.
@@ -339,14 +326,6 @@ mod tests {
         assert_eq!(
             s.original_offset(b_new),
             original.find('b').expect("present")
-        );
-    }
-
-    #[test]
-    fn basic_strings_escape() {
-        assert_eq!(
-            toml_basic_string("a\"b\\c\nd\u{1}"),
-            r#""a\"b\\c\nd\u0001""#
         );
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::{parse_sensor_template, MqttSourceConfig, PayloadFormat, TemplatePart};
-use crate::mqtt::{filter_matches, BrokerUrl};
+use crate::mqtt::filter_matches;
 use crate::status::Stats;
 
 /// A compiled `[[sources.mqtt]]` entry.
@@ -185,18 +185,10 @@ impl Router {
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Subscribes to every route's filter on the local broker and sends decoded readings to `tx`
 /// until `shutdown` turns true. A full channel holds the event loop (back-pressure).
 pub async fn run(
-    url: BrokerUrl,
+    url: crate::broker::LocalClient,
     client_id: String,
     sources: Vec<MqttSourceConfig>,
     tx: mpsc::Sender<Reading>,
@@ -236,7 +228,7 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = &p.topic;
-                match router.decode(topic, &p.payload, epoch_now()) {
+                match router.decode(topic, &p.payload, crate::clock::wall_s()) {
                     Ok(readings) => {
                         for r in readings {
                             if tx.send(r).await.is_err() {
