@@ -105,6 +105,7 @@ pub fn main() -> ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(crate::run::MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
     {
