@@ -43,6 +43,8 @@ pub struct Stats {
     pub records_not_stored: AtomicU64,
     /// The outbox's counters and byte budget, once the outbox is open.
     pub outbox: std::sync::OnceLock<(std::sync::Arc<OutboxCounters>, u64)>,
+    /// The field gate's connections and refusals (`field`).
+    pub field: crate::field::FieldCounters,
 }
 
 impl Stats {
@@ -80,6 +82,7 @@ impl Stats {
                 .map(|(c, max)| c.status(*max))
                 .unwrap_or_default(),
             signals: self.signals.lock().map(|s| s.clone()).unwrap_or_default(),
+            field: self.field.snapshot(),
         }
     }
 }
@@ -106,13 +109,15 @@ pub struct Snapshot {
     /// Outbox depth and bytes per class, evictions, expiries, disk errors.
     pub outbox: OutboxStatus,
     pub signals: Vec<crate::signals::runtime::IntersectionStatus>,
+    /// Field connections and what the gate refused.
+    pub field: crate::field::FieldSnapshot,
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {})",
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {}){}",
             self.readings_in,
             self.malformed,
             self.late,
@@ -124,6 +129,7 @@ impl fmt::Display for Snapshot {
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,
+            self.field.refusals(),
         )?;
         // one line per intersection: stage, controller, field controller, last decision
         for i in &self.signals {

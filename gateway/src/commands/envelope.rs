@@ -1,7 +1,7 @@
 //! The command envelope: parsing with strict field rules, the canonical signed bytes, and
 //! signing (for the platform side and tests).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::verify::Reason;
@@ -14,8 +14,9 @@ pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// First line of the signed bytes.
 pub const DOMAIN: &str = "citygate-command-v1";
 
-/// A verified command, handed to the rest of the gateway.
-#[derive(Debug, Clone, PartialEq)]
+/// A verified command, handed to the rest of the gateway (and kept in the journal until it is
+/// carried out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub gateway: String,
     pub name: String,

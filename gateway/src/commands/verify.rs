@@ -46,6 +46,10 @@ pub enum Reason {
     ReplayCacheFull(usize),
     #[error("the gateway is busy; command not queued")]
     Busy,
+    #[error("command arrived as a retained message: commands must be published without retain (a retained one would run again at every connect)")]
+    Retained,
+    #[error("the gateway cannot record the command durably ({0}); not carried out")]
+    NotRecorded(String),
 }
 
 impl Reason {
@@ -67,6 +71,8 @@ impl Reason {
             Reason::Replayed => "replayed",
             Reason::ReplayCacheFull(_) => "replay_cache_full",
             Reason::Busy => "busy",
+            Reason::Retained => "retained",
+            Reason::NotRecorded(_) => "not_recorded",
         }
     }
 }
@@ -158,6 +164,24 @@ impl Verifier {
     /// Checks one received payload at `now` (seconds since the epoch). On success the nonce is
     /// remembered, so the same bytes are refused as replayed next time.
     pub fn verify(&mut self, bytes: &[u8], now: u64) -> Result<Command, Rejection> {
+        let (cmd, forget_after) = self.check(bytes, now)?;
+        self.remember(&cmd.nonce, forget_after);
+        Ok(cmd)
+    }
+
+    /// Remembers a nonce until `forget_after` (seconds since the epoch): a command that passed
+    /// every check, or one remembered from before a restart.
+    pub fn remember(&mut self, nonce: &str, forget_after: u64) {
+        if let Some(old) = self.seen.insert(nonce.to_string(), forget_after) {
+            self.by_expiry.remove(&(old, nonce.to_string()));
+        }
+        self.by_expiry.insert((forget_after, nonce.to_string()));
+    }
+
+    /// Every check of [`Verifier::verify`] without remembering the nonce; returns the command
+    /// and until when its nonce must be remembered once the caller has carried it out (after
+    /// that it is refused as expired anyway).
+    pub fn check(&mut self, bytes: &[u8], now: u64) -> Result<(Command, u64), Rejection> {
         let reject = |reason, nonce: Option<String>, name: Option<String>| Rejection {
             reason,
             nonce,
@@ -224,9 +248,7 @@ impl Verifier {
         if self.seen.len() >= self.capacity {
             return Err(fail(Reason::ReplayCacheFull(self.capacity)));
         }
-        self.seen.insert(cmd.nonce.clone(), forget_after);
-        self.by_expiry.insert((forget_after, cmd.nonce.clone()));
-        Ok(cmd)
+        Ok((cmd, forget_after))
     }
 }
 

@@ -16,7 +16,7 @@ use super::records::Records;
 use super::signals::SignalInput;
 use crate::actions::{self, LocalPublish};
 use crate::clock;
-use crate::rules::hazard::{HazardEngine, HazardOutput};
+use crate::rules::hazard::{persist, HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::status::Stats;
 
@@ -44,6 +44,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut events_open = true;
+    rules.restore_hazard().await;
     loop {
         tokio::select! {
             r = readings.recv() => {
@@ -63,6 +64,44 @@ pub async fn run(
 }
 
 impl Rules {
+    /// Takes the hazard engine's state back from the outbox (open incidents continue), asserts
+    /// their local actions again and reports what could not be restored as it was.
+    async fn restore_hazard(&mut self) {
+        let Some(h) = self.hazard.as_mut() else {
+            return;
+        };
+        let outbox = std::sync::Arc::clone(self.records.outbox());
+        let stored = match crate::outbox::blocking(|| outbox.state_entries(persist::PREFIX)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "hazard state not read from the outbox ({e}); every group starts afresh"
+                );
+                return;
+            }
+        };
+        let now = clock::wall_s();
+        let (out, warnings) = h.restore(&stored, now);
+        let open: Vec<String> = h
+            .status()
+            .iter()
+            .filter_map(|g| g.incident.map(|i| format!("{} incident {i}", g.id)))
+            .collect();
+        if !open.is_empty() {
+            tracing::warn!("hazard: continuing {}", open.join(", "));
+        }
+        for w in warnings {
+            tracing::error!("{w}");
+            self.records.event(Event {
+                kind: "hazard_state_not_restored".into(),
+                source: self.records.gateway().to_string(),
+                message: w,
+                time: now,
+            });
+        }
+        self.hazard_outputs(out, now).await;
+    }
+
     /// A reading received at `now`: the summarizer's idle close runs on `now.mono`; the hazard
     /// engine still takes wall seconds (its durations are its owner's to move).
     async fn on_reading(&mut self, r: Reading, now: clock::Now) {
@@ -120,7 +159,15 @@ impl Rules {
                         a.alert.identifier
                     );
                     let id = a.alert.identifier.clone();
-                    self.records.store(Topic::Alert { id }, a.alert.to_body());
+                    // The group's state goes with its alert, in one transaction.
+                    let key = persist::state_key(&a.group);
+                    let state = self.hazard.as_ref().and_then(|h| h.snapshot(&a.group));
+                    let state: Vec<(&str, Option<&[u8]>)> = state
+                        .iter()
+                        .map(|b| (key.as_str(), Some(b.as_slice())))
+                        .collect();
+                    self.records
+                        .store_with_state(Topic::Alert { id }, a.alert.to_body(), &state);
                 }
                 HazardOutput::SensorFault(f) => self.records.event(f.event),
                 HazardOutput::Degraded { event, .. } => self.records.event(event),
