@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod http;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;

@@ -76,6 +76,8 @@ pub enum RunError {
     Security(#[from] SecurityError),
     #[error(transparent)]
     Commands(#[from] VerifierError),
+    #[error(transparent)]
+    HttpToken(#[from] crate::http::TokenError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -91,6 +93,8 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// The Modbus field buses, for writes (signal control, alert actions).
     pub modbus: Option<sources::modbus::ModbusHandle>,
+    /// The HTTP server (`[http]`), when enabled and listening.
+    pub http: Option<crate::http::HttpServer>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     /// In the order they stop: ingest, rules, signals, actions, then upkeep and uplink.
@@ -123,6 +127,8 @@ fn channel_if<T>(on: bool, bound: usize) -> (Option<mpsc::Sender<T>>, Option<mps
 /// Starts every stage of the gateway described by a validated `cfg`.
 pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let gw = cfg.gateway.id.clone();
+    // Before anything starts: a server beyond loopback without its token refuses to start.
+    let http_token = crate::http::token_from_env(&cfg.http)?;
     let local = local_broker(&cfg.broker).await?;
     let params = uplink_params(&cfg, &local)?;
     let verifier = Verifier::new(&gw, &cfg.commands)?;
@@ -213,8 +219,10 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         uplink_rx,
         UPLINK_DRAIN,
     ));
+    let http = start_http(&cfg.http, http_token, &stats).await;
     Ok(Gateway {
         local,
+        http,
         uplink: uplink_url,
         stats,
         outbox: Arc::clone(records.outbox()),
@@ -249,6 +257,25 @@ async fn local_broker(cfg: &BrokerConfig) -> Result<BrokerUrl, RunError> {
             })
         }
         BrokerConfig::External { url } => Ok(BrokerUrl::parse(url)?),
+    }
+}
+
+/// The HTTP server of `[http]`, unless switched off. A port that cannot be bound is logged
+/// and the gateway runs on without it: metrics must not stop alerts or signal control.
+async fn start_http(
+    cfg: &crate::http::HttpConfig,
+    token: Option<crate::secret::Secret>,
+    stats: &Arc<Stats>,
+) -> Option<crate::http::HttpServer> {
+    if !cfg.enabled {
+        return None;
+    }
+    match crate::http::start(cfg, token, Arc::clone(stats)).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("{e}; running without the HTTP server (metrics, health, status page)");
+            None
+        }
     }
 }
 
@@ -307,6 +334,9 @@ impl Gateway {
         let _ = self.uplink_task.await;
         if let Err(e) = self.outbox.flush() {
             tracing::error!("outbox flush at shutdown failed: {e}");
+        }
+        if let Some(h) = self.http {
+            h.shutdown().await;
         }
     }
 }

@@ -92,6 +92,9 @@ impl Config {
         self.validate_uplink_security(&mut r);
         self.validate_commands(&mut r);
         self.validate_intersections(&mut r);
+        for (key, message) in self.http.problems() {
+            r.push(key, message);
+        }
         r.0
     }
 
