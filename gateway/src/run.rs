@@ -161,6 +161,10 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
                 .map_err(|e| RunError::Modbus(e.to_string()))?,
         )
     };
+    if let Some(m) = &modbus {
+        let _ = stats.modbus.set(m.stats_reader());
+        stats.sources.add_modbus(&cfg.sources.modbus);
+    }
     let signals = Signals::start(&gw, &cfg.intersection, modbus.as_ref().map(|m| m.writer()))
         .map_err(RunError::Signals)?;
     let (peers_tx, peers_rx) = channel_if(signals.coordinates(), PEERS_CHANNEL);
@@ -219,7 +223,9 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         uplink_rx,
         UPLINK_DRAIN,
     ));
-    let http = start_http(&cfg.http, http_token, &stats).await;
+    let http_ctx =
+        crate::http::Context::new(&cfg, Arc::clone(&stats), Arc::clone(records.outbox()));
+    let http = start_http(&cfg.http, http_token, http_ctx).await;
     Ok(Gateway {
         local,
         http,
@@ -265,12 +271,12 @@ async fn local_broker(cfg: &BrokerConfig) -> Result<BrokerUrl, RunError> {
 async fn start_http(
     cfg: &crate::http::HttpConfig,
     token: Option<crate::secret::Secret>,
-    stats: &Arc<Stats>,
+    ctx: crate::http::Context,
 ) -> Option<crate::http::HttpServer> {
     if !cfg.enabled {
         return None;
     }
-    match crate::http::start(cfg, token, Arc::clone(stats)).await {
+    match crate::http::start(cfg, token, ctx).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!("{e}; running without the HTTP server (metrics, health, status page)");

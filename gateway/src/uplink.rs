@@ -221,6 +221,9 @@ impl Uplink {
                 }
                 self.backoff.reset();
                 stats.uplink_connected.store(true, Ordering::Relaxed);
+                stats
+                    .uplink_changed_ms
+                    .store(crate::clock::mono_ms(), Ordering::Relaxed);
                 tracing::info!("uplink connected to {}", self.params.url);
                 self.records.wake().notify_one();
             }
@@ -231,6 +234,9 @@ impl Uplink {
                 }
             }
             Event::Incoming(Packet::PubAck(ack)) => {
+                stats
+                    .last_puback_ms
+                    .store(crate::clock::mono_ms() + 1, Ordering::Relaxed);
                 let mut l = lock(&self.link);
                 if let Some(key) = l.by_pkid.remove(&ack.pkid) {
                     l.inflight = l.inflight.saturating_sub(1);
@@ -275,6 +281,9 @@ impl Uplink {
             eventloop.pending.clear();
             if was_connected {
                 Stats::inc(&stats.uplink_reconnects);
+                stats
+                    .uplink_changed_ms
+                    .store(crate::clock::mono_ms(), Ordering::Relaxed);
             }
         }
         stats.uplink_connected.store(false, Ordering::Relaxed);

@@ -9,16 +9,20 @@ use citygate_tests::*;
 
 /// One HTTP/1.1 GET; returns the status code and the body.
 fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_get(addr, path, token).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// As [`get`], with an error when nothing answers.
+fn try_get(addr: SocketAddr, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
+    s.read_to_end(&mut raw)?;
     let text = String::from_utf8(raw).expect("a UTF-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("a header and a body");
     let status = head
@@ -29,14 +33,12 @@ fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        },
-    )
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -148,5 +150,213 @@ async fn the_http_server_can_be_switched_off() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start_gateway(&config_with_http(dir.path(), "[http]\nenabled = false\n")).await;
     assert!(gw.http.is_none());
+    gw.shutdown().await;
+}
+
+/// The value of the sample written exactly as `series` (name and labels) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A tool of the Debian `prometheus` package, which tests/run.sh installs.
+fn prometheus_tool(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new("/usr/bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/run.sh, which installs the Debian package `prometheus`",
+        p.display()
+    );
+    p
+}
+
+/// Runs `promtool check metrics` on `text`; fails the test with its findings.
+fn promtool_check(text: &str) {
+    let mut child = std::process::Command::new(prometheus_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn scrape(addr: SocketAddr, path: &'static str) -> (u16, String) {
+    tokio::task::spawn_blocking(move || get(addr, path, None))
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_count_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(&config_with_http(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+    ))
+    .await;
+    let addr = http_addr(&gw);
+    let publisher = Publisher::connect(gw.local.port, "obs-pub").await;
+    let now = citygate::clock::wall_s();
+    for i in 0..20 {
+        publisher.reading("s1", f64::from(i), now).await;
+    }
+    // Late: older than the sensor's open 1 s window.
+    publisher.reading("s1", 99.0, now - 100.0).await;
+    publisher
+        .client
+        .publish(
+            "field/s2/value",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "not json",
+        )
+        .await
+        .unwrap();
+    let counted = eventually(Duration::from_secs(20), || {
+        let s = gw.stats.snapshot();
+        s.readings_in >= 21 && s.malformed >= 1
+    })
+    .await;
+    assert!(counted, "{}", gw.stats.snapshot());
+    let (code, text) = scrape(addr, "/metrics").await;
+    assert_eq!(code, 200, "{text}");
+    promtool_check(&text);
+    let src = "{kind=\"mqtt\",source=\"test\"}";
+    assert_eq!(
+        sample(&text, &format!("citygate_readings_total{src}")),
+        Some(21.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &format!("citygate_readings_malformed_total{src}")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, &format!("citygate_readings_late_total{src}")),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "citygate_uplink_connected"), Some(1.0));
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(sample(&text, "process_cpu_seconds_total").unwrap() > 0.0);
+    assert!(text.contains("citygate_build_info{version=\""), "{text}");
+    drop(publisher);
+    gw.shutdown().await;
+}
+
+/// A Prometheus server scraping `target` every second, with its data in `dir`.
+struct Prometheus {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path, target: SocketAddr) -> Prometheus {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: citygate\n    static_configs:\n      \
+                 - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = std::process::Command::new(prometheus_tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        Prometheus {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// The value of an instant query's first result, if any.
+    fn query(&self, q: &'static str) -> Option<f64> {
+        let (code, body) = try_get(self.addr, q, None).ok()?;
+        if code != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_a_rising_readings_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(&config_with_http(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+    ))
+    .await;
+    let prom = std::sync::Arc::new(Prometheus::start(dir.path(), http_addr(&gw)));
+    let publisher = Publisher::connect(gw.local.port, "obs-prom").await;
+    const Q: &str = "/api/v1/query?query=sum%28citygate_readings_total%29";
+    let mut seen: Vec<f64> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0.0;
+    while tokio::time::Instant::now() < deadline {
+        for _ in 0..5 {
+            publisher.reading("p1", n, citygate::clock::wall_s()).await;
+            n += 1.0;
+        }
+        let p = std::sync::Arc::clone(&prom);
+        if let Some(v) = tokio::task::spawn_blocking(move || p.query(Q))
+            .await
+            .unwrap()
+        {
+            if seen.last() != Some(&v) {
+                seen.push(v);
+            }
+        }
+        if seen.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    assert!(
+        seen.len() >= 3 && seen.windows(2).all(|w| w[1] > w[0]),
+        "Prometheus saw citygate_readings_total {seen:?}; its log:\n{log}"
+    );
+    // The scrape itself is healthy.
+    let p = std::sync::Arc::clone(&prom);
+    let up = tokio::task::spawn_blocking(move || p.query("/api/v1/query?query=up"))
+        .await
+        .unwrap();
+    assert_eq!(up, Some(1.0));
+    drop(publisher);
     gw.shutdown().await;
 }

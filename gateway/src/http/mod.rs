@@ -1,13 +1,19 @@
-//! The gateway's one HTTP server (`[http]`): `/api/status` (the status as JSON), with bearer
-//! token authentication on every route when a token is configured (always beyond loopback).
-//! It only reads what the stages count (`status::Stats`); it never blocks them.
+//! The gateway's one HTTP server (`[http]`): `/metrics` (Prometheus), `/api/status` (the
+//! status as JSON), with bearer token authentication on every route when a token is
+//! configured (always beyond loopback). It only reads what the stages count
+//! (`status::Stats`); it never blocks them.
 //!
 //! - [`config`]: the `[http]` section and the token from the environment;
-//! - `auth`: the bearer token check.
+//! - `auth`: the bearer token check;
+//! - [`metrics`]: the metrics and their names, written by `prom` (the text format);
+//! - `process`: the process's memory and CPU.
 
 pub mod config;
+pub mod metrics;
 
 mod auth;
+mod process;
+mod prom;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,13 +27,45 @@ use tokio::task::JoinHandle;
 
 pub use config::{HttpConfig, TokenError};
 
+use std::sync::atomic::Ordering;
+
+use citygate_protocols::Class;
+
+use crate::clock;
+use crate::outbox::Outbox;
 use crate::secret::Secret;
 use crate::status::Stats;
 
-/// What the handlers read.
-pub struct Shared {
+/// What the handlers read, built once by `run::start`.
+pub struct Context {
+    pub gateway: String,
     pub stats: Arc<Stats>,
+    pub outbox: Arc<Outbox>,
+    /// Each intersection's id and its stages' ids, in configuration order.
+    pub intersections: Vec<(String, Vec<String>)>,
+}
+
+impl Context {
+    /// The context of a gateway configured by `cfg`.
+    pub fn new(cfg: &crate::config::Config, stats: Arc<Stats>, outbox: Arc<Outbox>) -> Context {
+        Context {
+            gateway: cfg.gateway.id.clone(),
+            stats,
+            outbox,
+            intersections: cfg
+                .intersection
+                .iter()
+                .map(|i| (i.id.clone(), i.stage.iter().map(|s| s.id.clone()).collect()))
+                .collect(),
+        }
+    }
+}
+
+struct Shared {
+    ctx: Context,
     token: Option<Secret>,
+    /// When the server started (seconds since the epoch), for `process_start_time_seconds`.
+    started_s: f64,
 }
 
 /// Why the HTTP server did not start.
@@ -68,7 +106,7 @@ pub fn token_from_env(cfg: &HttpConfig) -> Result<Option<Secret>, TokenError> {
 pub async fn start(
     cfg: &HttpConfig,
     token: Option<Secret>,
-    stats: Arc<Stats>,
+    ctx: Context,
 ) -> Result<HttpServer, HttpError> {
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -77,7 +115,11 @@ pub async fn start(
             source,
         })?;
     let addr = listener.local_addr().unwrap_or(cfg.listen);
-    let shared = Arc::new(Shared { stats, token });
+    let shared = Arc::new(Shared {
+        ctx,
+        token,
+        started_s: clock::wall_s() - clock::mono_s(),
+    });
     let app = router(shared);
     let (stop, mut stop_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -97,6 +139,7 @@ pub async fn start(
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics_text))
         .route("/api/status", get(api_status))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
@@ -106,7 +149,49 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn api_status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    axum::Json(s.stats.snapshot())
+    axum::Json(s.ctx.stats.snapshot())
+}
+
+/// The content type of the Prometheus text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn metrics_text(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let c = &s.ctx;
+    let snapshot = c.stats.snapshot();
+    let devices = c
+        .stats
+        .modbus
+        .get()
+        .map(|m| m.snapshot())
+        .unwrap_or_default();
+    let now_ms = clock::wall_ms();
+    let oldest_age_s = Class::ALL.map(|class| {
+        let oldest = c
+            .outbox
+            .pending_after(class, 0, 1)
+            .ok()?
+            .into_iter()
+            .next()?;
+        Some(now_ms.saturating_sub(oldest.stored_ms) as f64 / 1000.0)
+    });
+    let last = c.stats.last_puback_ms.load(Ordering::Relaxed);
+    let last_puback_age_s =
+        (last > 0).then(|| clock::mono_ms().saturating_sub(last - 1) as f64 / 1000.0);
+    let text = metrics::render(&metrics::Inputs {
+        gateway: &c.gateway,
+        version: env!("CARGO_PKG_VERSION"),
+        snapshot: &snapshot,
+        devices: &devices,
+        oldest_age_s,
+        last_puback_age_s,
+        intersections: &c.intersections,
+        process: metrics::Process {
+            resident_bytes: process::resident_bytes(),
+            cpu_s: process::cpu_seconds(),
+            start_time_s: s.started_s,
+        },
+    });
+    ([(axum::http::header::CONTENT_TYPE, PROMETHEUS_TEXT)], text)
 }
 
 impl HttpServer {

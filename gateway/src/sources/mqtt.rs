@@ -178,10 +178,21 @@ impl Router {
         payload: &[u8],
         now: f64,
     ) -> Result<Vec<Reading>, DecodeError> {
-        match self.routes.iter().find(|r| r.matches(topic)) {
-            Some(r) => r.decode(topic, payload, now),
-            None => Ok(Vec::new()),
-        }
+        self.decode_routed(topic, payload, now)
+            .map_or(Ok(Vec::new()), |(_, r)| r)
+    }
+
+    /// The index of the route a topic matches and what it decodes; `None` when no route
+    /// matches.
+    pub fn decode_routed(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: f64,
+    ) -> Option<(usize, Result<Vec<Reading>, DecodeError>)> {
+        let i = self.routes.iter().position(|r| r.matches(topic))?;
+        let r = self.routes.get(i)?;
+        Some((i, r.decode(topic, payload, now)))
     }
 }
 
@@ -204,6 +215,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = Router::new(&sources);
+    // Per-source counters, and the sensors already bound to their source.
+    let counters: Vec<_> = sources
+        .iter()
+        .map(|s| stats.sources.register("mqtt", &s.name))
+        .collect();
+    let mut bound = std::collections::HashSet::new();
     let opts = url.options(&client_id, 30);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut backoff = Backoff::new(
@@ -236,16 +253,27 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = &p.topic;
-                match router.decode(topic, &p.payload, epoch_now()) {
+                let Some((i, decoded)) = router.decode_routed(topic, &p.payload, epoch_now())
+                else {
+                    continue;
+                };
+                let Some(c) = counters.get(i) else { continue };
+                match decoded {
                     Ok(readings) => {
                         for r in readings {
+                            if !bound.contains(&r.sensor) {
+                                stats.sources.bind_sensor(&r.sensor, c);
+                                bound.insert(r.sensor.clone());
+                            }
                             if tx.send(r).await.is_err() {
                                 return;
                             }
+                            Stats::inc(&c.readings);
                         }
                     }
                     Err(e) => {
                         Stats::inc(&stats.malformed);
+                        Stats::inc(&c.malformed);
                         tracing::warn!("malformed payload dropped: {e}");
                     }
                 }

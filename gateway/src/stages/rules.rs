@@ -70,6 +70,9 @@ impl Rules {
         // onto the monotonic clock.
         let now = clock::wall_s();
         let summary = self.summarizer.on_reading(&r, now);
+        if matches!(summary, Err(Skipped::Late)) {
+            stats.sources.late(&r.sensor);
+        }
         let hazard = self.hazard.as_mut().map(|h| h.on_reading(&r, now));
         if self.feed_signals {
             let _ = self.signals.send(SignalInput::Reading(r)).await;
@@ -104,6 +107,9 @@ impl Rules {
         if let Ok(mut l) = self.records.stats().hazards.lock() {
             *l = line;
         }
+        if let (Some(h), Ok(mut g)) = (&self.hazard, self.records.stats().hazard_groups.lock()) {
+            *g = crate::status::HazardState::of_engine(h, &g);
+        }
     }
 
     /// Stores alerts and events, queues local actions, and passes emergency plans on to the
@@ -119,6 +125,12 @@ impl Rules {
                         a.level.as_deref().unwrap_or("cleared"),
                         a.alert.identifier
                     );
+                    if let Ok(mut g) = self.records.stats().hazard_groups.lock() {
+                        let cancelled = a.level.is_none();
+                        crate::status::HazardState::note_alert(
+                            &mut g, &a.group, &a.alert, cancelled,
+                        );
+                    }
                     let id = a.alert.identifier.clone();
                     self.records.store(Topic::Alert { id }, a.alert.to_body());
                 }
