@@ -57,7 +57,45 @@ pub struct Stats {
     pub last_puback_ms: AtomicU64,
     /// When the uplink last connected or lost its connection (`clock::mono_ms()`; 0: start).
     pub uplink_changed_ms: AtomicU64,
+    /// Each stage task's last heartbeat (`clock::mono_ms() + 1`; 0: none yet), by [`Stage`].
+    pub beats: [AtomicU64; Stage::ALL.len()],
 }
+
+/// The stage tasks that beat (see [`Stats::beat`]); `/healthz` checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ingest,
+    Rules,
+    Signals,
+    Actions,
+    Upkeep,
+    Uplink,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 6] = [
+        Stage::Ingest,
+        Stage::Rules,
+        Stage::Signals,
+        Stage::Actions,
+        Stage::Upkeep,
+        Stage::Uplink,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Rules => "rules",
+            Stage::Signals => "signals",
+            Stage::Actions => "actions",
+            Stage::Upkeep => "upkeep",
+            Stage::Uplink => "uplink",
+        }
+    }
+}
+
+/// How often the stages without a tick of their own beat.
+pub const BEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One hazard group's state, as the rules last saw it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -290,6 +328,19 @@ impl fmt::Display for ModbusDevice {
 }
 
 impl Stats {
+    /// A heartbeat of `stage`'s task: its loop is running.
+    pub fn beat(&self, stage: Stage) {
+        if let Some(b) = self.beats.get(stage as usize) {
+            b.store(crate::clock::mono_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// When `stage` last beat (`clock::mono_ms()`), if it has.
+    pub fn last_beat_ms(&self, stage: Stage) -> Option<u64> {
+        let v = self.beats.get(stage as usize)?.load(Ordering::Relaxed);
+        v.checked_sub(1)
+    }
+
     pub fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -154,6 +154,7 @@ pub async fn run(
         downlink,
     };
     let mut stopping: Option<tokio::time::Instant> = None;
+    let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
     loop {
         if let Some(deadline) = stopping {
             if outbox.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -162,6 +163,10 @@ pub async fn run(
         }
         let event = tokio::select! {
             ev = eventloop.poll() => ev,
+            _ = beat.tick() => {
+                up.records.stats().beat(crate::status::Stage::Uplink);
+                continue;
+            }
             _ = shutdown.changed(), if stopping.is_none() => {
                 stopping = Some(tokio::time::Instant::now() + drain);
                 wake.notify_one();
@@ -177,6 +182,8 @@ pub async fn run(
                     break;
                 }
                 let delay = up.backoff.next_delay();
+                // Alive while it waits: `/healthz` allows the longest backoff.
+                up.records.stats().beat(crate::status::Stage::Uplink);
                 tracing::warn!(
                     "uplink {}: {e}; reconnecting in {} ms",
                     up.params.url,

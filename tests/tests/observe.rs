@@ -360,3 +360,61 @@ async fn a_real_prometheus_scrapes_a_rising_readings_counter() {
     drop(publisher);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_readyz_when_everything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start_gateway(&config_with_http(
+        dir.path(),
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+    ))
+    .await;
+    let addr = http_addr(&gw);
+    // Every stage beats within a second or two of starting.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, body) = scrape(addr, "/healthz").await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["alive"], true, "{v}");
+    let (code, body) = scrape(addr, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["ready"],
+        true
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_an_uplink_down_past_its_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The uplink points at a port where nothing listens.
+    let mut text = gateway_config(
+        "gw-obs-down",
+        port,
+        &format!("mqtt://127.0.0.1:{}", free_port()),
+        &dir.path().join("data"),
+        1,
+    );
+    text.push_str("[http]\nlisten = \"127.0.0.1:0\"\nready_grace_s = 2\n");
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
+    let addr = http_addr(&gw);
+    // Within the grace period the gateway is ready.
+    let (code, body) = scrape(addr, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (code, body) = scrape(addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    let not = v["not_ready"].as_array().unwrap();
+    assert_eq!(not.len(), 1, "{v}");
+    assert_eq!(not[0]["check"], "uplink", "{v}");
+    assert!(not[0]["reason"].as_str().unwrap().contains("down"), "{v}");
+    // Still alive: the uplink task beats while it waits to reconnect.
+    let (code, body) = scrape(addr, "/healthz").await;
+    assert_eq!(code, 200, "{body}");
+    gw.shutdown().await;
+}

@@ -1,4 +1,5 @@
-//! The gateway's one HTTP server (`[http]`): `/metrics` (Prometheus), `/api/status` (the
+//! The gateway's one HTTP server (`[http]`): `/metrics` (Prometheus), `/healthz`, `/readyz`,
+//! `/api/status` (the
 //! status as JSON), with bearer token authentication on every route when a token is
 //! configured (always beyond loopback). It only reads what the stages count
 //! (`status::Stats`); it never blocks them.
@@ -6,9 +7,11 @@
 //! - [`config`]: the `[http]` section and the token from the environment;
 //! - `auth`: the bearer token check;
 //! - [`metrics`]: the metrics and their names, written by `prom` (the text format);
+//! - [`health`]: `/healthz` and `/readyz`;
 //! - `process`: the process's memory and CPU.
 
 pub mod config;
+pub mod health;
 pub mod metrics;
 
 mod auth;
@@ -43,6 +46,12 @@ pub struct Context {
     pub outbox: Arc<Outbox>,
     /// Each intersection's id and its stages' ids, in configuration order.
     pub intersections: Vec<(String, Vec<String>)>,
+    pub uplink_backoff_max_ms: u64,
+    pub has_mqtt_sources: bool,
+    pub ready_grace_ms: u64,
+    /// When the gateway started (`clock::mono_ms()`): the uplink's grace and the stages'
+    /// first beats count from then.
+    pub started_ms: u64,
 }
 
 impl Context {
@@ -57,6 +66,10 @@ impl Context {
                 .iter()
                 .map(|i| (i.id.clone(), i.stage.iter().map(|s| s.id.clone()).collect()))
                 .collect(),
+            uplink_backoff_max_ms: cfg.uplink.backoff_max_ms,
+            has_mqtt_sources: !cfg.sources.mqtt.is_empty(),
+            ready_grace_ms: cfg.http.ready_grace_s.saturating_mul(1000),
+            started_ms: clock::mono_ms(),
         }
     }
 }
@@ -141,6 +154,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/api/status", get(api_status))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             auth::require_token,
@@ -150,6 +165,48 @@ fn router(shared: Arc<Shared>) -> Router {
 
 async fn api_status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     axum::Json(s.ctx.stats.snapshot())
+}
+
+fn answer<T: serde::Serialize>(ok: bool, body: T) -> axum::response::Response {
+    let code = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn healthz(State(s): State<Arc<Shared>>) -> axum::response::Response {
+    let st = &s.ctx.stats;
+    let beats: Vec<_> = crate::status::Stage::ALL
+        .iter()
+        .map(|stage| {
+            (
+                *stage,
+                Some(st.last_beat_ms(*stage).unwrap_or(s.ctx.started_ms)),
+            )
+        })
+        .collect();
+    let l = health::liveness(clock::mono_ms(), &beats, s.ctx.uplink_backoff_max_ms);
+    answer(l.alive, l)
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> axum::response::Response {
+    let st = &s.ctx.stats;
+    let r = health::readiness(&health::ReadyInputs {
+        now_ms: clock::mono_ms(),
+        outbox_open: st.outbox.get().is_some(),
+        outbox_failing: s.ctx.outbox.failed(),
+        has_mqtt_sources: s.ctx.has_mqtt_sources,
+        ingest_subscribed: st.ingest_subscribed.load(Ordering::Relaxed),
+        uplink_connected: st.uplink_connected.load(Ordering::Relaxed),
+        uplink_changed_ms: st
+            .uplink_changed_ms
+            .load(Ordering::Relaxed)
+            .max(s.ctx.started_ms),
+        grace_ms: s.ctx.ready_grace_ms,
+    });
+    answer(r.ready, r)
 }
 
 /// The content type of the Prometheus text format.

@@ -221,6 +221,7 @@ pub async fn run(
         .map(|s| stats.sources.register("mqtt", &s.name))
         .collect();
     let mut bound = std::collections::HashSet::new();
+    let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
     let opts = url.options(&client_id, 30);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut backoff = Backoff::new(
@@ -232,6 +233,10 @@ pub async fn run(
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
             _ = shutdown.changed() => return,
+            _ = beat.tick() => {
+                stats.beat(crate::status::Stage::Ingest);
+                continue;
+            }
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {

@@ -89,6 +89,7 @@ impl Rules {
     }
 
     async fn on_tick(&mut self) {
+        self.records.stats().beat(crate::status::Stage::Rules);
         let now = clock::wall_s();
         for s in self.summarizer.tick(now) {
             self.records.summary(s);
