@@ -44,6 +44,9 @@ enum Command {
         /// Address of the embedded broker.
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: std::net::SocketAddr,
+        /// Address of the HTTP server (metrics, health, status; `:0` picks a free port).
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        http: std::net::SocketAddr,
     },
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
     Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
@@ -107,11 +110,13 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             seconds,
             data_dir,
             listen,
+            http,
         } => {
             let mut cfg: Config = config::load_str(DEFAULT_CONFIG, "config/citygate.toml")
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             cfg.gateway.data_dir = data_dir;
             cfg.broker = config::BrokerConfig::Embedded { listen };
+            cfg.http.listen = http;
             // The intersections' signal controllers and a flood station run the real firmware
             // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.
             let field = crate::sim::field::Field::start()
@@ -127,6 +132,13 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
                 crate::sim::sensors::INTERSECTIONS.len(),
                 field.intersections.iter().map(|d| d.addr.to_string()).collect::<Vec<_>>().join(", "),
             );
+            match &gw.http {
+                Some(h) => println!(
+                    "citygate demo: status http://{0}/api/status, metrics http://{0}/metrics, health http://{0}/healthz and http://{0}/readyz",
+                    h.addr
+                ),
+                None => println!("citygate demo: no HTTP server (see the log)"),
+            }
             let (stop_sim, sim_rx) = watch::channel(false);
             let sim = tokio::spawn(crate::sim::sensors::run(gw.local.clone(), sim_rx));
             let r = run_until_stopped(gw, seconds.map(Duration::from_secs), Duration::from_secs(1))
@@ -188,7 +200,7 @@ fn print_status(config: &std::path::Path) -> ExitCode {
                 "not running (status is stale)"
             };
             println!("gateway {}: {state}, status {age:.0} s old", s.gateway);
-            println!("{}", s.line);
+            println!("{}", s.report());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -535,8 +535,71 @@ impl StatusFile {
         std::fs::rename(tmp, dir.join(STATUS_FILE))
     }
 
+    /// What `citygate status` prints below its first line: the status line, then one line
+    /// per Modbus device.
+    pub fn report(&self) -> String {
+        let mut out = self.line.clone();
+        let devices = self
+            .status
+            .get("modbus")
+            .cloned()
+            .and_then(|m| serde_json::from_value::<Vec<ModbusDevice>>(m).ok())
+            .unwrap_or_default();
+        for d in devices {
+            out.push_str(&format!("\n{d}"));
+        }
+        out
+    }
+
     pub fn read(dir: &std::path::Path) -> std::io::Result<StatusFile> {
         let bytes = std::fs::read(dir.join(STATUS_FILE))?;
         serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_report_shows_every_modbus_device() {
+        let stats = Stats::default();
+        let mut snap = stats.snapshot();
+        snap.modbus = vec![ModbusDevice {
+            device: "int-1".into(),
+            state: "online".into(),
+            requests: 120,
+            errors: 3,
+            timeouts: 2,
+            exceptions: 1,
+            mismatches: 0,
+            connects: 1,
+            cycles: 60,
+            failed_cycles: 2,
+            readings: 300,
+            overruns: 0,
+            late_p50_ms: Some(0.4),
+            late_p99_ms: Some(2.1),
+            jitter_p99_ms: None,
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        StatusFile::write(dir.path(), "gw", 1.0, &snap).unwrap();
+        let report = StatusFile::read(dir.path()).unwrap().report();
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines[0], snap.to_string());
+        assert_eq!(
+            lines[1],
+            "modbus int-1: online | requests 120, errors 3 (timeouts 2, exceptions 1, \
+             mismatches 0) | cycles 60 (failed 2, overruns 0), readings 300, connects 1 | \
+             late p50 0.4 ms p99 2.1 ms, jitter p99 -"
+        );
+        // A status written before the Modbus statistics existed still reads.
+        let old = StatusFile {
+            gateway: "gw".into(),
+            time: 1.0,
+            status: serde_json::json!({"readings_in": 1}),
+            line: "x".into(),
+        };
+        assert_eq!(old.report(), "x");
     }
 }

@@ -418,3 +418,77 @@ async fn readyz_names_an_uplink_down_past_its_grace() {
     assert_eq!(code, 200, "{body}");
     gw.shutdown().await;
 }
+
+#[test]
+fn the_demo_prints_its_http_address_and_status_shows_the_modbus_devices() {
+    use std::io::BufRead;
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "demo",
+            "--seconds",
+            "30",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+        ])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = lines
+        .by_ref()
+        .take(200)
+        .map_while(Result::ok)
+        .find_map(|l| {
+            let rest = l.split("metrics http://").nth(1)?;
+            rest.split("/metrics").next()?.parse().ok()
+        })
+        .expect("the demo prints the metrics address");
+    // Keep reading its output so that it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let readings = || -> u64 {
+        let (code, body) = get(addr, "/api/status", None);
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["readings_in"].as_u64().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let first = readings();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(readings() > first, "the readings counter rises");
+    // `citygate status` on a config with the demo's data_dir.
+    let cfg = dir.path().join("demo.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"gw-demo\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("status")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for device in ["int-1", "int-2", "int-3", "flood-1"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("modbus {device}: ")))
+            .unwrap_or_else(|| panic!("no line for {device}: {text}"));
+        assert!(line.contains("online | requests "), "{line}");
+        assert!(line.contains("late p50 "), "{line}");
+    }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
+}
