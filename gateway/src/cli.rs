@@ -134,7 +134,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             );
             match &gw.http {
                 Some(h) => println!(
-                    "citygate demo: status http://{0}/api/status, metrics http://{0}/metrics, health http://{0}/healthz and http://{0}/readyz",
+                    "citygate demo: status page http://{0}/ (JSON at /api/status), metrics http://{0}/metrics, health http://{0}/healthz and http://{0}/readyz",
                     h.addr
                 ),
                 None => println!("citygate demo: no HTTP server (see the log)"),

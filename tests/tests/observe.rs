@@ -419,24 +419,29 @@ async fn readyz_names_an_uplink_down_past_its_grace() {
     gw.shutdown().await;
 }
 
-#[test]
-fn the_demo_prints_its_http_address_and_status_shows_the_modbus_devices() {
+/// `citygate demo` as a process with its HTTP server on a free port: the process, the
+/// server's address (from what it prints) and the thread that reads the rest of its output.
+fn start_demo(
+    data: &std::path::Path,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::thread::JoinHandle<usize>,
+) {
     use std::io::BufRead;
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let mut child = std::process::Command::new(bin)
         .args([
             "demo",
             "--seconds",
-            "30",
+            "40",
             "--http",
             "127.0.0.1:0",
             "--listen",
         ])
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -453,6 +458,15 @@ fn the_demo_prints_its_http_address_and_status_shows_the_modbus_devices() {
         .expect("the demo prints the metrics address");
     // Keep reading its output so that it never blocks on a full pipe.
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    (child, addr, drain)
+}
+
+#[test]
+fn the_demo_prints_its_http_address_and_status_shows_the_modbus_devices() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_citygate-under-test"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr, drain) = start_demo(&data);
     let readings = || -> u64 {
         let (code, body) = get(addr, "/api/status", None);
         assert_eq!(code, 200, "{body}");
@@ -488,6 +502,70 @@ fn the_demo_prints_its_http_address_and_status_shows_the_modbus_devices() {
         assert!(line.contains("online | requests "), "{line}");
         assert!(line.contains("late p50 "), "{line}");
     }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    drain.join().unwrap();
+}
+
+/// The page's "readings in" figure as headless Chromium renders it after its scripts ran.
+fn page_readings(addr: SocketAddr, screenshot: Option<&std::path::Path>) -> u64 {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    assert!(
+        chromium.exists(),
+        "chromium is missing: run tests/run.sh, which installs the Debian package `chromium`"
+    );
+    let mut cmd = std::process::Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--window-size=412,915",
+        "--virtual-time-budget=3000",
+    ]);
+    match screenshot {
+        Some(p) => cmd.arg(format!("--screenshot={}", p.display())),
+        None => cmd.arg("--dump-dom"),
+    };
+    let out = cmd.arg(format!("http://{addr}/")).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if screenshot.is_some() {
+        return 0;
+    }
+    let dom = String::from_utf8_lossy(&out.stdout);
+    dom.split("data-key=\"readings in\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no readings figure on the page: {dom}"))
+}
+
+#[test]
+fn the_status_page_in_headless_chromium_shows_the_readings_rise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, drain) = start_demo(&dir.path().join("data"));
+    let (code, html) = get(addr, "/", None);
+    assert_eq!(code, 200);
+    // Embedded and self-contained: nothing is loaded from elsewhere.
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let first = page_readings(addr, None);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = page_readings(addr, None);
+    assert!(
+        second > first,
+        "readings on the page: {first} then {second}"
+    );
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("observe-status-page.png");
+    page_readings(addr, Some(&shot));
+    assert!(std::fs::metadata(&shot)
+        .map(|m| m.len() > 10_000)
+        .unwrap_or(false));
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
     drain.join().unwrap();

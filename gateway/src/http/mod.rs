@@ -1,5 +1,5 @@
-//! The gateway's one HTTP server (`[http]`): `/metrics` (Prometheus), `/healthz`, `/readyz`,
-//! `/api/status` (the
+//! The gateway's one HTTP server (`[http]`): `/` (the status page, `page/index.html`,
+//! embedded), `/metrics` (Prometheus), `/healthz`, `/readyz`, `/api/status` (the
 //! status as JSON), with bearer token authentication on every route when a token is
 //! configured (always beyond loopback). It only reads what the stages count
 //! (`status::Stats`); it never blocks them.
@@ -152,6 +152,7 @@ pub async fn start(
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics_text))
         .route("/api/status", get(api_status))
         .route("/healthz", get(healthz))
@@ -163,8 +164,57 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The status page: one file, no assets from elsewhere; it polls `/api/status`.
+const PAGE: &str = include_str!("page/index.html");
+
+async fn page() -> impl IntoResponse {
+    axum::response::Html(PAGE)
+}
+
+/// `/api/status`: the status snapshot and what only the server knows.
+#[derive(serde::Serialize)]
+struct ApiStatus {
+    gateway: String,
+    version: &'static str,
+    uptime_s: f64,
+    last_puback_age_s: Option<f64>,
+    /// Age of the oldest stored record per class (`alert`, `event`, `summary`).
+    outbox_oldest_age_s: std::collections::BTreeMap<&'static str, Option<f64>>,
+    #[serde(flatten)]
+    snapshot: crate::status::Snapshot,
+}
+
+/// The oldest stored record's age per class (by rank) and the seconds since the last PUBACK.
+fn ages(c: &Context) -> ([Option<f64>; 3], Option<f64>) {
+    let now_ms = clock::wall_ms();
+    let oldest = Class::ALL.map(|class| {
+        let o = c
+            .outbox
+            .pending_after(class, 0, 1)
+            .ok()?
+            .into_iter()
+            .next()?;
+        Some(now_ms.saturating_sub(o.stored_ms) as f64 / 1000.0)
+    });
+    let last = c.stats.last_puback_ms.load(Ordering::Relaxed);
+    let puback = (last > 0).then(|| clock::mono_ms().saturating_sub(last - 1) as f64 / 1000.0);
+    (oldest, puback)
+}
+
 async fn api_status(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    axum::Json(s.ctx.stats.snapshot())
+    let (oldest, last_puback_age_s) = ages(&s.ctx);
+    axum::Json(ApiStatus {
+        gateway: s.ctx.gateway.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: clock::mono_ms().saturating_sub(s.ctx.started_ms) as f64 / 1000.0,
+        last_puback_age_s,
+        outbox_oldest_age_s: Class::ALL
+            .iter()
+            .zip(oldest)
+            .map(|(c, a)| (c.as_str(), a))
+            .collect(),
+        snapshot: s.ctx.stats.snapshot(),
+    })
 }
 
 fn answer<T: serde::Serialize>(ok: bool, body: T) -> axum::response::Response {
@@ -221,19 +271,7 @@ async fn metrics_text(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         .get()
         .map(|m| m.snapshot())
         .unwrap_or_default();
-    let now_ms = clock::wall_ms();
-    let oldest_age_s = Class::ALL.map(|class| {
-        let oldest = c
-            .outbox
-            .pending_after(class, 0, 1)
-            .ok()?
-            .into_iter()
-            .next()?;
-        Some(now_ms.saturating_sub(oldest.stored_ms) as f64 / 1000.0)
-    });
-    let last = c.stats.last_puback_ms.load(Ordering::Relaxed);
-    let last_puback_age_s =
-        (last > 0).then(|| clock::mono_ms().saturating_sub(last - 1) as f64 / 1000.0);
+    let (oldest_age_s, last_puback_age_s) = ages(c);
     let text = metrics::render(&metrics::Inputs {
         gateway: &c.gateway,
         version: env!("CARGO_PKG_VERSION"),
