@@ -21,6 +21,9 @@ const DEFAULT_CONFIG: &str = include_str!("../../config/citygate.toml");
     about = "Edge gateway for smart-city sensors"
 )]
 struct Cli {
+    /// How the log (stderr) is written.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,15 +57,8 @@ enum Command {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
     match &cli.command {
         Command::Check { config } => {
             let (text, ok) = config::check(config);

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;

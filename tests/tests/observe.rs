@@ -570,3 +570,66 @@ fn the_status_page_in_headless_chromium_shows_the_readings_rise() {
     assert!(child.wait().unwrap().success());
     drain.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_with_malformed_payload_warnings_rate_limited_per_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut text = gateway_config(
+        "gw-obs-log",
+        port,
+        &format!("mqtt://127.0.0.1:{port}"),
+        &dir.path().join("data"),
+        1,
+    );
+    text.push_str("[http]\nenabled = false\n");
+    let cfg = dir.path().join("gw.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.path().join("gw.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_citygate-under-test"))
+        .args(["--log-format", "json", "run"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info,rumqttd=off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_for_port(port, Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let publisher = Publisher::connect(port, "obs-garbage").await;
+    for _ in 0..30 {
+        publisher
+            .client
+            .publish(
+                "field/g1/value",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                "garbage",
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let malformed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("malformed payload"))
+        })
+        .collect();
+    assert_eq!(malformed.len(), 5, "{text}");
+    assert_eq!(malformed[0]["level"], "WARN");
+    assert!(malformed[0]["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("source test: malformed payload dropped: topic field/g1/value"));
+    drop(publisher);
+}

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::{parse_sensor_template, MqttSourceConfig, PayloadFormat, TemplatePart};
+use crate::logging::{RateLimit, Verdict};
 use crate::mqtt::{filter_matches, BrokerUrl};
 use crate::status::Stats;
 
@@ -221,6 +222,7 @@ pub async fn run(
         .map(|s| stats.sources.register("mqtt", &s.name))
         .collect();
     let mut bound = std::collections::HashSet::new();
+    let mut limit = RateLimit::default();
     let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
     let opts = url.options(&client_id, 30);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
@@ -279,7 +281,17 @@ pub async fn run(
                     Err(e) => {
                         Stats::inc(&stats.malformed);
                         Stats::inc(&c.malformed);
-                        tracing::warn!("malformed payload dropped: {e}");
+                        let name = sources.get(i).map_or("", |s| s.name.as_str());
+                        match limit.check(i, crate::clock::mono_ms()) {
+                            Verdict::Log { suppressed: 0 } => {
+                                tracing::warn!("source {name}: malformed payload dropped: {e}");
+                            }
+                            Verdict::Log { suppressed } => tracing::warn!(
+                                "source {name}: malformed payload dropped: {e} ({suppressed} \
+                                 more left out of the log in the last minute; all are counted)"
+                            ),
+                            Verdict::Suppress => {}
+                        }
                     }
                 }
             }
