@@ -39,4 +39,8 @@ if [ -x firmware/check-no-std.sh ] || [ -f firmware/check-no-std.sh ]; then
   bash firmware/check-no-std.sh
 fi
 
+# No function over 150 lines, no file over 700 lines of non-test code (issue [structure]).
+python3 tests/py/size_limits.py --self-test
+python3 tests/py/size_limits.py
+
 cargo test --workspace "$@"

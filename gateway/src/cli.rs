@@ -5,14 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::{self, Config};
+use crate::config;
 use crate::run::{self, Gateway};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio::sync::watch;
 
-/// The built-in default configuration (`config/citygate.toml`), used by `citygate demo`.
-const DEFAULT_CONFIG: &str = include_str!("../../config/citygate.toml");
+/// What `citygate demo` and `citygate sumo` say in a build without the simulator.
+#[cfg(not(feature = "sim"))]
+pub const NO_SIMULATOR: &str = "citygate: this build has no simulator (built without the cargo \
+feature `sim`, e.g. a cabinet build); `demo` and `sumo` need a build with default features";
+
+/// The arguments a subcommand of a build without the simulator takes: anything, ignored.
+#[cfg(not(feature = "sim"))]
+#[derive(clap::Args, Debug)]
+struct NoSimulator {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
 
 #[derive(Parser)]
 #[command(
@@ -37,22 +46,19 @@ enum Command {
     /// Print the status of the gateway that runs with this config (from its status file).
     Status { config: PathBuf },
     /// Run the gateway on embedded defaults: embedded broker, simulated sensors, a live status line.
-    Demo {
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        seconds: Option<u64>,
-        /// Where the demo keeps its outbox.
-        #[arg(long, default_value = "data/demo")]
-        data_dir: PathBuf,
-        /// Address of the embedded broker.
-        #[arg(long, default_value = "127.0.0.1:1883")]
-        listen: std::net::SocketAddr,
-        /// Address of the HTTP server (metrics, health, status; `:0` picks a free port).
-        #[arg(long, default_value = "127.0.0.1:9180")]
-        http: std::net::SocketAddr,
-    },
+    #[cfg(feature = "sim")]
+    Demo(crate::sim::demo::DemoArgs),
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
+    #[cfg(feature = "sim")]
     Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
+    /// Not in this build: it was built without the simulator (cargo feature `sim`).
+    #[cfg(not(feature = "sim"))]
+    #[command(hide = true)]
+    Demo(NoSimulator),
+    /// Not in this build: it was built without the simulator (cargo feature `sim`).
+    #[cfg(not(feature = "sim"))]
+    #[command(hide = true)]
+    Sumo(NoSimulator),
 }
 
 /// Parses the command line and runs it.
@@ -70,8 +76,14 @@ pub fn main() -> ExitCode {
             };
         }
         Command::Status { config } => return print_status(config),
+        #[cfg(not(feature = "sim"))]
+        Command::Demo(_) | Command::Sumo(_) => {
+            eprintln!("{NO_SIMULATOR}");
+            return ExitCode::from(2);
+        }
         _ => {}
     }
+    #[cfg(feature = "sim")]
     if let Command::Sumo(args) = cli.command {
         return crate::sim::sumo::cli::main(*args);
     }
@@ -102,53 +114,16 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             let gw = run::start(cfg).await.context("starting the gateway")?;
             run_until_stopped(gw, None, Duration::from_secs(10)).await
         }
-        Command::Demo {
-            seconds,
-            data_dir,
-            listen,
-            http,
-        } => {
-            let mut cfg: Config = config::load_str(DEFAULT_CONFIG, "config/citygate.toml")
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            cfg.gateway.data_dir = data_dir;
-            cfg.broker = config::BrokerConfig::Embedded { listen };
-            cfg.http.listen = http;
-            // The intersections' signal controllers and a flood station run the real firmware
-            // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.
-            let field = crate::sim::field::Field::start()
-                .await
-                .context("starting the virtual field devices")?;
-            cfg.sources.modbus = field.devices();
-            let problems = cfg.resolve_modbus_maps(std::path::Path::new("."));
-            anyhow::ensure!(problems.is_empty(), "demo devices: {problems:?}");
-            let gw = run::start(cfg).await.context("starting the demo gateway")?;
-            println!(
-                "citygate demo: embedded broker on {}; {} intersections and a flood station as virtual Modbus devices ({}), MQTT detectors and a second flood station; Ctrl-C stops",
-                gw.local,
-                crate::sim::sensors::INTERSECTIONS.len(),
-                field.intersections.iter().map(|d| d.addr.to_string()).collect::<Vec<_>>().join(", "),
-            );
-            match &gw.http {
-                Some(h) => println!(
-                    "citygate demo: status page http://{0}/ (JSON at /api/status), metrics http://{0}/metrics, health http://{0}/healthz and http://{0}/readyz",
-                    h.addr
-                ),
-                None => println!("citygate demo: no HTTP server (see the log)"),
-            }
-            let (stop_sim, sim_rx) = watch::channel(false);
-            let sim = tokio::spawn(crate::sim::sensors::run(gw.local.clone(), sim_rx));
-            let r = run_until_stopped(gw, seconds.map(Duration::from_secs), Duration::from_secs(1))
-                .await;
-            let _ = stop_sim.send(true);
-            let _ = sim.await;
-            r
-        }
+        #[cfg(feature = "sim")]
+        Command::Demo(args) => crate::sim::demo::run(args).await,
+        #[cfg(not(feature = "sim"))]
+        Command::Demo(_) => Ok(()),
         Command::Check { .. } | Command::Status { .. } | Command::Sumo(_) => Ok(()),
     }
 }
 
 /// Prints the status line every `every` until Ctrl-C, SIGTERM or `limit`, then shuts down.
-async fn run_until_stopped(
+pub(crate) async fn run_until_stopped(
     gw: Gateway,
     limit: Option<Duration>,
     every: Duration,
@@ -189,7 +164,7 @@ fn print_status(config: &std::path::Path) -> ExitCode {
     };
     match crate::status::StatusFile::read(&cfg.gateway.data_dir) {
         Ok(s) => {
-            let age = crate::sources::mqtt::epoch_now() - s.time;
+            let age = crate::clock::wall_s() - s.time;
             let state = if age < 5.0 {
                 "running"
             } else {
@@ -207,5 +182,38 @@ fn print_status(config: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(not(feature = "sim"))]
+    #[test]
+    fn a_build_without_the_simulator_names_it_for_demo_and_sumo() {
+        for argv in [
+            &["citygate", "demo"][..],
+            &["citygate", "demo", "--seconds", "3"],
+            &["citygate", "sumo", "import", "--net", "x.net.xml"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("parses");
+            assert!(
+                matches!(cli.command, Command::Demo(_) | Command::Sumo(_)),
+                "{argv:?}"
+            );
+        }
+        assert!(NO_SIMULATOR.contains("no simulator"));
+        assert!(NO_SIMULATOR.contains("`sim`"));
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_build_with_the_simulator_parses_demo_and_sumo() {
+        let cli = Cli::try_parse_from(["citygate", "demo", "--seconds", "3"]).expect("parses");
+        assert!(matches!(cli.command, Command::Demo(ref a) if a.seconds == Some(3)));
+        let cli = Cli::try_parse_from(["citygate", "sumo", "import", "--net", "x.net.xml"])
+            .expect("parses");
+        assert!(matches!(cli.command, Command::Sumo(_)));
     }
 }

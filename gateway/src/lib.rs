@@ -19,6 +19,7 @@ pub mod rules;
 pub mod run;
 pub mod secret;
 pub mod signals;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
 pub mod stages;

@@ -36,7 +36,7 @@ use crate::stages::upkeep;
 use crate::status::Stats;
 use crate::tls::{SecurityError, UplinkSecurity};
 use crate::uplink::{self, UplinkParams};
-use crate::{actions, broker, sources};
+use crate::{actions, broker, clock, sources};
 
 /// Readings buffered between the sources and the rules.
 pub const READINGS_CHANNEL: usize = 8192;
@@ -214,7 +214,15 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         Arc::clone(&stats),
     ));
     let upkeep = tokio::spawn(upkeep::run(records.clone(), data_dir, uplink_rx.clone()));
-    let downlink = commands_tx.map(|tx| Downlink::new(&gw, verifier, tx));
+    let downlink = commands_tx.map(|tx| {
+        // The replay cache and the commands a stop interrupted, from the outbox's journal.
+        let journal = crate::commands::Journal::new(Arc::clone(records.outbox()));
+        let (d, events) = Downlink::new(&gw, verifier, tx).with_journal(journal, clock::wall_s());
+        for e in events {
+            records.event(e);
+        }
+        d
+    });
     let uplink_url = params.url.clone();
     let uplink_task = tokio::spawn(uplink::run(
         params,

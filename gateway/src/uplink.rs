@@ -265,6 +265,7 @@ impl Uplink {
                         d,
                         &p.topic,
                         &p.payload,
+                        p.retain,
                         &self.client,
                         &self.link,
                         &self.records,
@@ -329,12 +330,13 @@ fn on_command(
     d: &mut Downlink,
     topic_name: &str,
     payload: &[u8],
+    retained: bool,
     client: &AsyncClient,
     link: &Mutex<Link>,
     records: &Records,
 ) {
     // A command's time is checked against the wall clock of its sender.
-    let out = d.handle(topic_name, payload, clock::wall_s());
+    let out = d.handle(topic_name, payload, retained, clock::wall_s());
     let stats = records.stats();
     if out.accepted {
         Stats::inc(&stats.commands_accepted);

@@ -6,6 +6,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod quality;
+pub mod quote;
 pub mod registers;
 pub mod signal;
 pub mod unit;

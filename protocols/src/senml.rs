@@ -16,6 +16,10 @@
 
 use std::fmt::Write as _;
 
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
@@ -401,25 +405,10 @@ fn encode_record(out: &mut String, r: &Record) {
     out.push('}');
 }
 
-/// Writes a JSON string with the minimal escapes of RFC 8259.
+/// Writes a JSON string (RFC 8259).
 fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    // Writing to a String cannot fail.
+    let _ = crate::quote::write_quoted(out, s);
 }
 
 /// Writes a number in the RFC 8428 example style: shortest round-trip digits, integers without
@@ -728,54 +717,28 @@ fn common_segment_prefix(names: &[String]) -> &str {
 // ---------------------------------------------------------------------------------------------
 // base64url (RFC 4648 §5), the `vd` encoding
 
-const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// `vd` is written base64url without padding; read leniently (below).
+const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 fn base64url_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..=chunk.len() {
-            let sextet = (n >> (18 - 6 * k)) & 0x3f;
-            out.push(char::from(B64URL[sextet as usize]));
-        }
-    }
-    out
+    B64URL.encode(data)
 }
 
-/// Decodes base64url without padding; for robustness the standard alphabet (`+/`) and `=`
-/// padding are accepted too.
+/// Decodes base64url without padding; for robustness the standard alphabet (`+/`), `=`
+/// padding and non-zero trailing bits are accepted too.
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
+    if text.contains(['+', '/']) {
+        B64URL.decode(text.replace('+', "-").replace('/', "_")).ok()
+    } else {
+        B64URL.decode(text).ok()
     }
-    // A single leftover sextet (length ≡ 1 mod 4) cannot be valid base64.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -1462,6 +1425,26 @@ mod tests {
                     s,
                 },
             )
+    }
+
+    #[test]
+    fn vd_is_read_leniently_but_written_base64url_unpadded() {
+        // "hi \n" is aGkgCg; 0xfb 0xff is +/8 in the standard alphabet and -_8 in base64url.
+        assert_eq!(base64url_encode(b"hi \n"), "aGkgCg");
+        assert_eq!(base64url_encode(&[0xfb, 0xff]), "-_8");
+        for ok in ["aGkgCg", "aGkgCg==", "aGkgCh"] {
+            assert_eq!(base64url_decode(ok).as_deref(), Some(&b"hi \n"[..]), "{ok}");
+        }
+        for ok in ["-_8", "+/8", "+_8=", "-/8"] {
+            assert_eq!(
+                base64url_decode(ok).as_deref(),
+                Some(&[0xfb, 0xff][..]),
+                "{ok}"
+            );
+        }
+        for bad in ["a", "aGkgC", "aG!g", "aG g", "aGk\n"] {
+            assert_eq!(base64url_decode(bad), None, "{bad:?}");
+        }
     }
 
     proptest! {

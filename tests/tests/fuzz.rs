@@ -20,7 +20,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use citygate::commands::{base64, Command, Verifier};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use citygate::commands::{Command, Verifier};
 use citygate::config::{self, CommandKeyConfig, CommandsConfig, MqttSourceConfig, PayloadFormat};
 use citygate::sources::mqtt::Router;
 use citygate_protocols::{senml, topic};
@@ -251,7 +252,7 @@ fn verifier(k: &Ed25519KeyPair) -> Verifier {
     let cfg = CommandsConfig {
         keys: vec![CommandKeyConfig {
             id: "platform-1".into(),
-            public_key: base64::encode(k.public_key().as_ref()),
+            public_key: BASE64_STANDARD.encode(k.public_key().as_ref()),
         }],
         ..CommandsConfig::default()
     };

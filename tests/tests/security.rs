@@ -11,7 +11,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use citygate::commands::{base64, Command};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use citygate::commands::Command;
 use citygate::config;
 use citygate_protocols::Body;
 use citygate_tests::*;
@@ -706,7 +707,7 @@ async fn signed_commands_through_mosquitto() {
     let text = gateway_config("gw-cmd", free_port(), &mosq.url(), data.path(), 1)
         + &format!(
             "\n[commands]\nkeys = [{{ id = \"platform-1\", public_key = \"{}\" }}]\nmax_clock_skew_s = 30\nmax_lifetime_s = 600\n",
-            base64::encode(key.public_key().as_ref())
+            BASE64_STANDARD.encode(key.public_key().as_ref())
         );
     let collector = Collector::start(mosq.port, "gw-cmd").await;
     let gw = citygate::run::start(load_config(&text)).await.unwrap();

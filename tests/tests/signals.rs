@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use citygate::sim::field::crossroads;
 use citygate::sim::virtual_device::{Device, VirtualDevice};
 use citygate_firmware::bank::SignalBank;
 use citygate_firmware::modbus::RegisterBank;
+use citygate_firmware::signal::demo::crossroads;
 use citygate_firmware::signal::{GroupConfig, IntergreenMatrix, Plan, SignalController};
 use citygate_protocols::registers::signal_controller::{self as reg, Mode};
 use citygate_protocols::signal::SignalState;
@@ -681,7 +681,7 @@ hold = "EW"
         .await
     );
     let publisher = Publisher::connect(local, "field-w").await;
-    let now = citygate::sources::mqtt::epoch_now();
+    let now = citygate::clock::wall_s();
     publisher.reading("w1", 1.5, now).await;
     assert!(
         eventually(Duration::from_secs(10), || controller().as_deref()

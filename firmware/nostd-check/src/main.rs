@@ -15,10 +15,9 @@ use citygate_firmware::hazard::{
 };
 use citygate_firmware::modbus::serial::RtuSerial;
 use citygate_firmware::modbus::RtuSlave;
+use citygate_firmware::signal::demo::crossroads;
 use citygate_firmware::signal::lamps::{LampDriver, LampHead};
-use citygate_firmware::signal::{
-    Command, ControllerConfig, GroupConfig, GroupSet, IntergreenMatrix, Plan, SignalController,
-};
+use citygate_firmware::signal::{Command, SignalController};
 
 #[panic_handler]
 fn panic(_info: &PanicInfo) -> ! {
@@ -101,46 +100,18 @@ impl embedded_hal_nb::serial::Write<u8> for NullUart {
     }
 }
 
-fn crossing() -> Option<ControllerConfig> {
-    let mut cfg = ControllerConfig::default();
-    cfg.groups
-        .push(GroupConfig::vehicle(5_000, 60_000, 3_000))
-        .ok()?;
-    cfg.groups
-        .push(GroupConfig::vehicle(5_000, 60_000, 3_000))
-        .ok()?;
-    let mut ig = IntergreenMatrix::new();
-    ig.set_conflict(0, 1, 5_000, 5_000);
-    cfg.intergreen = ig;
-    cfg.stages.push(GroupSet::of(&[0])).ok()?;
-    cfg.stages.push(GroupSet::of(&[1])).ok()?;
-    cfg.plans
-        .push(Plan::from_steps(&[(0, 20_000), (1, 20_000)])?)
-        .ok()?;
-    cfg.watchdog_timeout_ms = 10_000;
-    cfg.startup_all_red_ms = 2_000;
-    cfg.detectors = 1;
-    cfg.detector_interval_ms = 60_000;
-    Some(cfg)
-}
-
 fn run() -> Option<usize> {
-    let mut ctrl = SignalController::new(crossing()?, 0).ok()?;
+    let mut ctrl = SignalController::new(crossroads()?, 0).ok()?;
     let mut lamps = LampDriver::new();
-    lamps
-        .add(LampHead {
-            red: NullPin,
-            yellow: Some(NullPin),
-            green: NullPin,
-        })
-        .ok()?;
-    lamps
-        .add(LampHead {
-            red: NullPin,
-            yellow: Some(NullPin),
-            green: NullPin,
-        })
-        .ok()?;
+    for _ in 0..2 {
+        lamps
+            .add(LampHead {
+                red: NullPin,
+                yellow: Some(NullPin),
+                green: NullPin,
+            })
+            .ok()?;
+    }
     ctrl.command(
         Command {
             stage: Some(1),

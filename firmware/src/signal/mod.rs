@@ -1,9 +1,10 @@
 //! The traffic signal controller: the [`safety`] core (rules, intergreen matrix, transition
 //! engine, checker), configuration ([`plan`]), the stage [`sequencer`] and the independent
 //! conflict [`monitor`] (both shells around the core), the command [`watchdog`], the
-//! [`controller`] that ties them together, and the thin [`lamps`] driver.
+//! [`controller`] that ties them together, the thin [`lamps`] driver, and the [`demo`] crossroads.
 
 pub mod controller;
+pub mod demo;
 pub mod lamps;
 pub mod monitor;
 pub mod plan;

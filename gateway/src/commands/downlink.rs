@@ -3,6 +3,12 @@
 //! command to the rest of the gateway through a bounded channel (never awaited: a full channel
 //! refuses the command as `busy`). `ping` is answered here with `ok`.
 //!
+//! A retained command message is refused (`retained`) before any other check: the broker
+//! would hand it over again at every connect. A nonce is used up only by a command that
+//! passed every check (signature and times, the topic, room in the channel) and was recorded
+//! in the [`Journal`] (flushed) before it is handed on; a refused command leaves its nonce
+//! free for a corrected resend. [`Downlink::with_journal`] takes the journal up at start.
+//!
 //! Refusals are counted by reason. Reports of refusals (result message and event) are limited
 //! to [`REPORTS_PER_MINUTE`], so a flood of junk on the command topic cannot flood the outbox;
 //! the counters still count every one.
@@ -13,7 +19,8 @@ use citygate_protocols::topic::{self, Topic};
 use citygate_protocols::Event;
 use tokio::sync::mpsc;
 
-use super::envelope::Command;
+use super::envelope::{self, Command};
+use super::journal::Journal;
 use super::verify::{Reason, Rejection, Verifier};
 
 /// Refusals reported (result + event) per minute at most.
@@ -38,6 +45,9 @@ pub struct Downlink {
     gateway: String,
     verifier: Verifier,
     tx: mpsc::Sender<Command>,
+    /// Where accepted commands are recorded before they are handed on (none in unit tests of
+    /// the verifier shell).
+    journal: Option<Journal>,
     /// Accepted commands.
     pub accepted: u64,
     /// Refused commands by reason code.
@@ -72,6 +82,7 @@ impl Downlink {
             gateway: gateway.to_string(),
             verifier,
             tx,
+            journal: None,
             accepted: 0,
             refused: BTreeMap::new(),
             report_window: (0, 0),
@@ -92,40 +103,121 @@ impl Downlink {
         )
     }
 
-    /// Handles one publish received on `topic` at `now` (seconds since the epoch).
-    pub fn handle(&mut self, topic_name: &str, payload: &[u8], now: f64) -> Outcome {
+    /// Takes up `journal` at wall time `now`: its nonces are remembered, the accepted commands
+    /// a stop interrupted before they were carried out are handed on again, and the returned
+    /// events report those that lapsed meanwhile and entries that could not be read.
+    pub fn with_journal(mut self, journal: Journal, now: f64) -> (Downlink, Vec<Event>) {
+        let mut events = Vec::new();
+        let event = |kind: &str, source: &str, message: String| Event {
+            kind: kind.into(),
+            source: source.into(),
+            message,
+            time: now,
+        };
+        match crate::outbox::blocking(|| journal.load(now.max(0.0) as u64)) {
+            Ok(l) => {
+                for (nonce, forget_after) in &l.nonces {
+                    self.verifier.remember(nonce, *forget_after);
+                }
+                for w in l.warnings {
+                    events.push(event("command_journal_unreadable", &self.gateway, w));
+                }
+                for c in l.lapsed {
+                    let m = format!(
+                        "{} ({}): not carried out: the gateway stopped after accepting it, and it lapsed before the restart",
+                        c.name, c.nonce
+                    );
+                    events.push(event("command_failed", "-", m));
+                }
+                for c in l.pending {
+                    let (name, nonce) = (c.name.clone(), c.nonce.clone());
+                    tracing::warn!("command {name} ({nonce}): accepted before a stop, carried out now");
+                    if self.tx.try_send(c).is_err() {
+                        let m = format!("{name} ({nonce}): not carried out after the restart: the gateway is busy");
+                        events.push(event("command_failed", "-", m));
+                    }
+                }
+            }
+            Err(e) => events.push(event(
+                "command_journal_unreadable",
+                &self.gateway,
+                format!("the command journal cannot be read ({e}): replays of commands accepted before the restart are not recognised"),
+            )),
+        }
+        self.journal = Some(journal);
+        (self, events)
+    }
+
+    /// Records an accepted command in the journal (when there is one); a failure refuses it.
+    fn record(&self, cmd: &Command, forget_after: u64, pending: bool) -> Result<(), Rejection> {
+        let Some(j) = &self.journal else {
+            return Ok(());
+        };
+        j.accepted(cmd, forget_after, pending)
+            .map_err(|e| Rejection {
+                reason: Reason::NotRecorded(e.to_string()),
+                nonce: Some(cmd.nonce.clone()),
+                name: Some(cmd.name.clone()),
+            })
+    }
+
+    /// Handles one publish received on `topic` (`retained`: with the retain flag) at `now`
+    /// (seconds since the epoch).
+    pub fn handle(
+        &mut self,
+        topic_name: &str,
+        payload: &[u8],
+        retained: bool,
+        now: f64,
+    ) -> Outcome {
         let now_s = if now.is_finite() && now > 0.0 {
             now as u64
         } else {
             0
         };
-        let checked =
-            self.verifier
-                .verify(payload, now_s)
-                .and_then(|cmd| match topic::parse(topic_name) {
-                    Ok((_, Topic::Command { name })) if name == cmd.name => Ok(cmd),
-                    Ok((_, t)) => Err(Rejection {
-                        reason: Reason::TopicMismatch {
-                            topic: t.id().unwrap_or_default().to_string(),
-                            envelope: cmd.name.clone(),
-                        },
-                        nonce: Some(cmd.nonce.clone()),
-                        name: Some(cmd.name.clone()),
-                    }),
-                    Err(_) => Err(Rejection {
-                        reason: Reason::TopicMismatch {
-                            topic: topic_name.to_string(),
-                            envelope: cmd.name.clone(),
-                        },
-                        nonce: Some(cmd.nonce.clone()),
-                        name: Some(cmd.name.clone()),
-                    }),
-                });
-        let cmd = match checked {
-            Ok(cmd) => cmd,
+        if retained {
+            let value = serde_json::from_slice::<serde_json::Value>(payload).ok();
+            let r = Rejection {
+                reason: Reason::Retained,
+                nonce: value.as_ref().and_then(envelope::nonce_of),
+                name: value
+                    .as_ref()
+                    .and_then(|v| v.get("name")?.as_str().map(str::to_owned))
+                    .filter(|n| envelope::valid_name(n)),
+            };
+            return self.refuse(topic_name, r, now_s, now);
+        }
+        let checked = self
+            .verifier
+            .check(payload, now_s)
+            .and_then(|(cmd, forget_after)| match topic::parse(topic_name) {
+                Ok((_, Topic::Command { name })) if name == cmd.name => Ok((cmd, forget_after)),
+                Ok((_, t)) => Err(Rejection {
+                    reason: Reason::TopicMismatch {
+                        topic: t.id().unwrap_or_default().to_string(),
+                        envelope: cmd.name.clone(),
+                    },
+                    nonce: Some(cmd.nonce.clone()),
+                    name: Some(cmd.name.clone()),
+                }),
+                Err(_) => Err(Rejection {
+                    reason: Reason::TopicMismatch {
+                        topic: topic_name.to_string(),
+                        envelope: cmd.name.clone(),
+                    },
+                    nonce: Some(cmd.nonce.clone()),
+                    name: Some(cmd.name.clone()),
+                }),
+            });
+        let (cmd, forget_after) = match checked {
+            Ok(c) => c,
             Err(r) => return self.refuse(topic_name, r, now_s, now),
         };
         if cmd.name == "ping" {
+            if let Err(r) = self.record(&cmd, forget_after, false) {
+                return self.refuse(topic_name, r, now_s, now);
+            }
+            self.verifier.remember(&cmd.nonce, forget_after);
             self.accepted += 1;
             return Outcome {
                 result: Some((
@@ -137,8 +229,13 @@ impl Downlink {
             };
         }
         let (nonce, name) = (cmd.nonce.clone(), cmd.name.clone());
-        match self.tx.try_send(cmd) {
-            Ok(()) => {
+        match self.tx.clone().try_reserve_owned() {
+            Ok(permit) => {
+                if let Err(r) = self.record(&cmd, forget_after, true) {
+                    return self.refuse(topic_name, r, now_s, now);
+                }
+                self.verifier.remember(&nonce, forget_after);
+                permit.send(cmd);
                 self.accepted += 1;
                 Outcome {
                     result: Some((
@@ -207,8 +304,8 @@ impl Downlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::base64;
     use crate::config::{CommandKeyConfig, CommandsConfig};
+    use base64::prelude::{Engine as _, BASE64_STANDARD};
     use ring::rand::SystemRandom;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -220,7 +317,7 @@ mod tests {
         let cfg = CommandsConfig {
             keys: vec![CommandKeyConfig {
                 id: "p".into(),
-                public_key: base64::encode(k.public_key().as_ref()),
+                public_key: BASE64_STANDARD.encode(k.public_key().as_ref()),
             }],
             ..CommandsConfig::default()
         };
@@ -255,6 +352,7 @@ mod tests {
         let o = d.handle(
             "citygate/v1/gw-1/cmd/ping",
             &signed(&k, "ping", "n-00000000000001"),
+            false,
             NOW as f64,
         );
         let (t, p) = o.result.unwrap();
@@ -265,6 +363,7 @@ mod tests {
         let o = d.handle(
             "citygate/v1/gw-1/cmd/plan_override",
             &signed(&k, "plan_override", "n-00000000000002"),
+            false,
             NOW as f64,
         );
         assert_eq!(json(&o.result.unwrap().1)["status"], "accepted");
@@ -274,11 +373,13 @@ mod tests {
         d.handle(
             "citygate/v1/gw-1/cmd/x",
             &signed(&k, "x", "n-00000000000003"),
+            false,
             NOW as f64,
         );
         let o = d.handle(
             "citygate/v1/gw-1/cmd/y",
             &signed(&k, "y", "n-00000000000004"),
+            false,
             NOW as f64,
         );
         assert!(!o.accepted);
@@ -289,7 +390,7 @@ mod tests {
     #[test]
     fn refusals_are_reported_counted_and_rate_limited() {
         let (mut d, _rx, k) = setup(4);
-        let o = d.handle("citygate/v1/gw-1/cmd/ping", b"{}", NOW as f64);
+        let o = d.handle("citygate/v1/gw-1/cmd/ping", b"{}", false, NOW as f64);
         let (t, p) = o.result.unwrap();
         assert_eq!(t, "citygate/v1/gw-1/cmd_result/invalid");
         assert_eq!(json(&p)["reason"], "malformed");
@@ -299,16 +400,17 @@ mod tests {
         let o = d.handle(
             "citygate/v1/gw-1/cmd/reboot",
             &signed(&k, "ping", "n-00000000000009"),
+            false,
             NOW as f64,
         );
         let p = json(&o.result.unwrap().1);
         assert_eq!(p["reason"], "topic_mismatch");
         assert_eq!(p["nonce"], "n-00000000000009");
         for _ in 0..100 {
-            d.handle("citygate/v1/gw-1/cmd/ping", b"junk", NOW as f64);
+            d.handle("citygate/v1/gw-1/cmd/ping", b"junk", false, NOW as f64);
         }
         assert_eq!(d.refused_total(), 102);
-        let o = d.handle("citygate/v1/gw-1/cmd/ping", b"junk", NOW as f64);
+        let o = d.handle("citygate/v1/gw-1/cmd/ping", b"junk", false, NOW as f64);
         assert_eq!(
             o,
             Outcome {
@@ -318,7 +420,87 @@ mod tests {
             }
         );
         // A new minute reports again.
-        let o = d.handle("citygate/v1/gw-1/cmd/ping", b"junk", (NOW + 60) as f64);
+        let o = d.handle(
+            "citygate/v1/gw-1/cmd/ping",
+            b"junk",
+            false,
+            (NOW + 60) as f64,
+        );
         assert!(o.result.is_some());
+    }
+
+    fn status(o: &Outcome) -> (String, String) {
+        let p = json(&o.result.as_ref().unwrap().1);
+        (
+            p["status"].as_str().unwrap().to_string(),
+            p["reason"].as_str().unwrap_or("").to_string(),
+        )
+    }
+
+    #[test]
+    fn a_nonce_is_used_up_only_by_a_command_that_passed_every_check() {
+        let (mut d, mut rx, k) = setup(1);
+        let p = signed(&k, "plan_override", "n-00000000000021");
+        let t = "citygate/v1/gw-1/cmd/plan_override";
+        // Retained: refused before anything else, and reported with its nonce.
+        let o = d.handle(t, &p, true, NOW as f64);
+        assert_eq!(status(&o), ("rejected".into(), "retained".into()));
+        assert_eq!(
+            o.result.as_ref().unwrap().0,
+            "citygate/v1/gw-1/cmd_result/n-00000000000021"
+        );
+        assert_eq!(o.event.unwrap().kind, "command_rejected");
+        // On the wrong topic.
+        let o = d.handle("citygate/v1/gw-1/cmd/plan_release", &p, false, NOW as f64);
+        assert_eq!(status(&o).1, "topic_mismatch");
+        // With the channel full.
+        d.handle(
+            t,
+            &signed(&k, "plan_override", "n-00000000000022"),
+            false,
+            NOW as f64,
+        );
+        let o = d.handle(t, &p, false, NOW as f64);
+        assert_eq!(status(&o).1, "busy");
+        rx.try_recv().unwrap();
+        // None of those used the nonce up: the same bytes are accepted now, once.
+        let o = d.handle(t, &p, false, NOW as f64);
+        assert_eq!(status(&o).0, "accepted");
+        assert_eq!(rx.try_recv().unwrap().nonce, "n-00000000000021");
+        let o = d.handle(t, &p, false, NOW as f64);
+        assert_eq!(status(&o).1, "replayed");
+    }
+
+    #[test]
+    fn the_journal_keeps_nonces_and_interrupted_commands_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::OutboxConfig::default();
+        let (d, _rx, k) = setup(4);
+        let t = "citygate/v1/gw-1/cmd/plan_override";
+        let p = signed(&k, "plan_override", "n-00000000000031");
+        let verifier = d.verifier.clone();
+        {
+            let ob = std::sync::Arc::new(
+                crate::outbox::Outbox::reopen(dir.path(), "gw-1", &cfg).unwrap(),
+            );
+            let (tx, mut rx) = mpsc::channel(4);
+            let (mut d, events) = Downlink::new("gw-1", verifier.clone(), tx)
+                .with_journal(Journal::new(ob), NOW as f64);
+            assert!(events.is_empty());
+            assert_eq!(status(&d.handle(t, &p, false, NOW as f64)).0, "accepted");
+            // Killed before the command was carried out.
+            assert!(rx.try_recv().is_ok());
+        }
+        let ob =
+            std::sync::Arc::new(crate::outbox::Outbox::reopen(dir.path(), "gw-1", &cfg).unwrap());
+        let (tx, mut rx) = mpsc::channel(4);
+        let (mut d, events) =
+            Downlink::new("gw-1", verifier, tx).with_journal(Journal::new(ob), (NOW + 10) as f64);
+        assert!(events.is_empty(), "{events:?}");
+        // Handed on again, since it was never carried out...
+        assert_eq!(rx.try_recv().unwrap().nonce, "n-00000000000031");
+        // ...and a captured copy is a replay.
+        let o = d.handle(t, &p, false, (NOW + 10) as f64);
+        assert_eq!(status(&o).1, "replayed");
     }
 }

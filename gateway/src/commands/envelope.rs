@@ -1,11 +1,11 @@
 //! The command envelope: parsing with strict field rules, the canonical signed bytes, and
 //! signing (for the platform side and tests).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::base64;
 use super::verify::Reason;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 /// Version of the command envelope.
 pub const ENVELOPE_VERSION: u64 = 1;
@@ -14,8 +14,9 @@ pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 /// First line of the signed bytes.
 pub const DOMAIN: &str = "citygate-command-v1";
 
-/// A verified command, handed to the rest of the gateway.
-#[derive(Debug, Clone, PartialEq)]
+/// A verified command, handed to the rest of the gateway (and kept in the journal until it is
+/// carried out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Command {
     pub gateway: String,
     pub name: String,
@@ -98,7 +99,11 @@ pub(crate) fn parse(value: Value) -> Result<(Command, Option<Vec<u8>>), Reason> 
     }
     let sig = match &w.sig {
         None => None,
-        Some(s) => Some(base64::decode(s).ok_or(bad("sig", "standard base64 with padding"))?),
+        Some(s) => Some(
+            BASE64_STANDARD
+                .decode(s)
+                .map_err(|_| bad("sig", "standard base64 with padding"))?,
+        ),
     };
     Ok((
         Command {
@@ -162,7 +167,10 @@ impl Command {
         let sig = key.sign(&signed_bytes(self));
         let mut v = self.unsigned();
         if let Value::Object(m) = &mut v {
-            m.insert("sig".into(), Value::String(base64::encode(sig.as_ref())));
+            m.insert(
+                "sig".into(),
+                Value::String(BASE64_STANDARD.encode(sig.as_ref())),
+            );
         }
         v
     }

@@ -1,7 +1,9 @@
 //! Downlink commands from the platform: the versioned, Ed25519-signed command envelope
 //! (`envelope`), its pure verifier with expiry, clock skew and replay protection (`verify`),
 //! and the shell that turns a received publish into a result message, an event and a command
-//! for the rest of the gateway (`downlink`), and what an accepted command asks for (`action`).
+//! for the rest of the gateway (`downlink`), what an accepted command asks for (`action`), and
+//! the durable journal of nonces, commands not yet carried out and running plan overrides
+//! (`journal`).
 //!
 //! # The envelope (version 1)
 //!
@@ -53,17 +55,20 @@
 //! size, JSON shape, version, presence of `sig`, field syntax, known `key_id`, signature,
 //! gateway, lifetime (`expires_at - issued_at <= max_lifetime_s`), not yet valid
 //! (`issued_at > now + max_clock_skew_s`), expired (`now > expires_at + max_clock_skew_s`),
-//! replay (nonce seen before). A nonce is remembered until `expires_at + max_clock_skew_s`, after
+//! replay (nonce seen before), then in the downlink the topic and room to queue it; a retained
+//! message is refused before all of these. Only a command that passed every check uses up its
+//! nonce. A nonce is remembered (durably, across restarts) until `expires_at + max_clock_skew_s`, after
 //! which the command is refused as expired anyway; at most `replay_capacity` nonces are kept,
 //! and when that many unexpired commands are remembered, new ones are refused (fail closed).
 
 pub mod action;
-pub mod base64;
 pub mod downlink;
 pub mod envelope;
+pub mod journal;
 pub mod verify;
 
 pub use action::{Action, ActionError};
 pub use downlink::{Downlink, Outcome};
 pub use envelope::{signed_bytes, Command, ENVELOPE_VERSION, MAX_COMMAND_BYTES};
+pub use journal::Journal;
 pub use verify::{Reason, Rejection, Verifier, VerifierError};

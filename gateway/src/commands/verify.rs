@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde_json::Value;
 
-use super::base64;
 use super::envelope::{self, signed_bytes, Command, MAX_COMMAND_BYTES};
 use crate::config::CommandsConfig;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,10 @@ pub enum Reason {
     ReplayCacheFull(usize),
     #[error("the gateway is busy; command not queued")]
     Busy,
+    #[error("command arrived as a retained message: commands must be published without retain (a retained one would run again at every connect)")]
+    Retained,
+    #[error("the gateway cannot record the command durably ({0}); not carried out")]
+    NotRecorded(String),
 }
 
 impl Reason {
@@ -67,6 +71,8 @@ impl Reason {
             Reason::Replayed => "replayed",
             Reason::ReplayCacheFull(_) => "replay_cache_full",
             Reason::Busy => "busy",
+            Reason::Retained => "retained",
+            Reason::NotRecorded(_) => "not_recorded",
         }
     }
 }
@@ -93,7 +99,7 @@ pub enum VerifierError {
 
 /// Decodes a configured public key.
 pub fn decode_public_key(text: &str) -> Option<[u8; 32]> {
-    base64::decode(text)?.try_into().ok()
+    BASE64_STANDARD.decode(text).ok()?.try_into().ok()
 }
 
 /// Verifies commands for one gateway.
@@ -158,6 +164,24 @@ impl Verifier {
     /// Checks one received payload at `now` (seconds since the epoch). On success the nonce is
     /// remembered, so the same bytes are refused as replayed next time.
     pub fn verify(&mut self, bytes: &[u8], now: u64) -> Result<Command, Rejection> {
+        let (cmd, forget_after) = self.check(bytes, now)?;
+        self.remember(&cmd.nonce, forget_after);
+        Ok(cmd)
+    }
+
+    /// Remembers a nonce until `forget_after` (seconds since the epoch): a command that passed
+    /// every check, or one remembered from before a restart.
+    pub fn remember(&mut self, nonce: &str, forget_after: u64) {
+        if let Some(old) = self.seen.insert(nonce.to_string(), forget_after) {
+            self.by_expiry.remove(&(old, nonce.to_string()));
+        }
+        self.by_expiry.insert((forget_after, nonce.to_string()));
+    }
+
+    /// Every check of [`Verifier::verify`] without remembering the nonce; returns the command
+    /// and until when its nonce must be remembered once the caller has carried it out (after
+    /// that it is refused as expired anyway).
+    pub fn check(&mut self, bytes: &[u8], now: u64) -> Result<(Command, u64), Rejection> {
         let reject = |reason, nonce: Option<String>, name: Option<String>| Rejection {
             reason,
             nonce,
@@ -224,9 +248,7 @@ impl Verifier {
         if self.seen.len() >= self.capacity {
             return Err(fail(Reason::ReplayCacheFull(self.capacity)));
         }
-        self.seen.insert(cmd.nonce.clone(), forget_after);
-        self.by_expiry.insert((forget_after, cmd.nonce.clone()));
-        Ok(cmd)
+        Ok((cmd, forget_after))
     }
 }
 
@@ -249,7 +271,7 @@ mod tests {
         let cfg = CommandsConfig {
             keys: vec![CommandKeyConfig {
                 id: "platform-1".into(),
-                public_key: base64::encode(k.public_key().as_ref()),
+                public_key: BASE64_STANDARD.encode(k.public_key().as_ref()),
             }],
             max_clock_skew_s: 30,
             max_lifetime_s: 600,
@@ -324,6 +346,40 @@ mod tests {
         assert_eq!(reason(&mut v, &bytes(&e), NOW), Reason::BadSignature);
         // Nothing was remembered: the genuine command is still accepted.
         assert!(v.verify(&bytes(&cmd(N1).sign(&k)), NOW).is_ok());
+    }
+
+    /// Base64 is strict (the `base64` crate's standard engine): padding required, no
+    /// whitespace, no non-zero trailing bits, so a signature or key has one text form.
+    #[test]
+    fn only_the_canonical_base64_form_is_accepted() {
+        let (mut v, k) = setup(100);
+        let key = BASE64_STANDARD.encode(k.public_key().as_ref());
+        assert!(decode_public_key(&key).is_some());
+        // 32 bytes: 43 characters carry 258 bits, the last 2 must be zero.
+        let last = key.as_bytes()[42];
+        let mut bits_set = key.clone();
+        bits_set.replace_range(42..43, &char::from(last + 1).to_string());
+        for bad in [
+            bits_set.as_str(),
+            key.trim_end_matches('='),
+            &format!("{key}="),
+            &format!(" {key}"),
+            &format!("{}\n{}", &key[..20], &key[20..]),
+            &format!("-{}", &key[1..]),
+        ] {
+            assert_eq!(decode_public_key(bad), None, "{bad:?}");
+        }
+        let e = cmd(N1).sign(&k);
+        let sig = e["sig"].as_str().unwrap().to_string();
+        for bad in [sig.trim_end_matches('=').to_string(), format!("{sig}\n")] {
+            let mut e = e.clone();
+            e["sig"] = serde_json::json!(bad);
+            assert!(matches!(
+                reason(&mut v, &bytes(&e), NOW),
+                Reason::BadField { field: "sig", .. }
+            ));
+        }
+        assert!(v.verify(&bytes(&e), NOW).is_ok());
     }
 
     #[test]

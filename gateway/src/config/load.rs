@@ -9,6 +9,7 @@
 use std::ops::Range;
 use std::path::Path;
 
+use citygate_protocols::quote::quoted;
 use toml_edit::ImDocument;
 
 use super::env::{has_references, substitute};
@@ -112,7 +113,7 @@ fn load_text(
             continue;
         };
         match substitute(&s.value, env) {
-            Ok(value) => edits.push((span, toml_basic_string(&value))),
+            Ok(value) => edits.push((span, quoted(&value))),
             Err(problems) => {
                 let raw = text.get(span.clone()).unwrap_or("");
                 let mut from = 0;
@@ -267,25 +268,6 @@ fn one_line(message: &str) -> String {
         .join("; ")
 }
 
-/// `s` as a TOML basic string.
-fn toml_basic_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// The file with some string values re-encoded, and the way back to original offsets.
 struct Substituted {
     text: String,
@@ -339,14 +321,6 @@ mod tests {
         assert_eq!(
             s.original_offset(b_new),
             original.find('b').expect("present")
-        );
-    }
-
-    #[test]
-    fn basic_strings_escape() {
-        assert_eq!(
-            toml_basic_string("a\"b\\c\nd\u{1}"),
-            r#""a\"b\\c\nd\u0001""#
         );
     }
 }

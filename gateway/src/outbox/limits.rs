@@ -6,7 +6,8 @@
 //! lowest class first and oldest first within a class (summaries, then events). Alerts are
 //! never evicted: an alert that does not fit is stored anyway and counted as an overflow. A
 //! summary or event that cannot be made to fit (only higher-priority records are left) is
-//! refused and counted.
+//! refused and counted, and then nothing is evicted for it: a record evicts others only when
+//! it is then stored.
 
 use citygate_protocols::Class;
 
@@ -44,12 +45,15 @@ pub fn victims(class: Class) -> &'static [Class] {
 }
 
 /// Decides whether a record of `class` and `incoming` bytes may be stored when `used` bytes
-/// are stored under a budget of `max_bytes` (0: no limit). `evict_oldest(class)` removes the
-/// oldest record of `class` and returns its size, or `None` when that class is empty.
+/// are stored under a budget of `max_bytes` (0: no limit), `by_class` of them per class (by
+/// rank). `evict_oldest(class)` removes the oldest record of `class` and returns its size, or
+/// `None` when that class is empty. A summary or event that would not fit even with every
+/// record it may displace gone is refused before anything is evicted.
 pub fn admit(
     class: Class,
     incoming: u64,
     used: u64,
+    by_class: [u64; 3],
     max_bytes: u64,
     mut evict_oldest: impl FnMut(Class) -> Option<u64>,
 ) -> Admitted {
@@ -68,6 +72,14 @@ pub fn admit(
         return out;
     }
     let fits = |freed: u64| used.saturating_sub(freed).saturating_add(incoming) <= max_bytes;
+    let evictable: u64 = victims(class)
+        .iter()
+        .map(|v| by_class[usize::from(v.rank())])
+        .sum();
+    if class != Class::Alert && !fits(evictable) {
+        out.admission = Admission::Refuse;
+        return out;
+    }
     for victim in victims(class) {
         while !fits(out.freed_bytes) {
             match evict_oldest(*victim) {
@@ -117,7 +129,8 @@ mod tests {
 
     fn run(class: Class, incoming: u64, max: u64, s: &mut [VecDeque<u64>; 3]) -> Admitted {
         let used: u64 = s.iter().flatten().sum();
-        admit(class, incoming, used, max, |c| {
+        let by_class = [0, 1, 2].map(|r| s[r].iter().sum());
+        admit(class, incoming, used, by_class, max, |c| {
             s[usize::from(c.rank())].pop_front()
         })
     }
@@ -163,8 +176,15 @@ mod tests {
         let mut s = store([&[40], &[40], &[10]]);
         let a = run(Class::Summary, 30, 100, &mut s);
         assert_eq!(a.admission, Admission::Refuse);
-        assert_eq!(a.evicted, [0, 0, 1], "it may displace older summaries only");
-        assert_eq!(s[1].len(), 1);
+        assert_eq!(
+            a.evicted,
+            [0, 0, 0],
+            "it may displace older summaries only, and evicts none when it is refused"
+        );
+        assert_eq!((s[0].len(), s[1].len(), s[2].len()), (1, 1, 1));
+        // With room once the older summary goes, it displaces exactly that.
+        let a = run(Class::Summary, 20, 100, &mut s);
+        assert_eq!((a.admission, a.evicted), (Admission::Store, [0, 0, 1]));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! last flush and not removed since is still there; nothing acknowledged (or evicted) before
 //! the last flush comes back; nothing that was never appended appears; a sequence number that
 //! was ever on disk is never handed out again. Losses are only counted evictions and expiries
-//! of summaries and events.
+//! of summaries and events. A refused summary or event evicts nothing: the store is unchanged
+//! and no eviction is counted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -144,13 +145,23 @@ impl Model {
     }
 
     /// The simple eviction rule, written out independently of `limits`: lowest class first,
-    /// oldest first, a record displaces only its own class or lower, alerts never go.
+    /// oldest first, a record displaces only its own class or lower, alerts never go, and a
+    /// summary or event that cannot be made to fit displaces nothing.
     fn make_room(&mut self, class: Class, bytes: u64) -> bool {
         let order: &[Class] = match class {
             Class::Summary => &[Class::Summary],
             _ => &[Class::Summary, Class::Event],
         };
         if class != Class::Alert && bytes > BUDGET {
+            return false;
+        }
+        let displaceable: u64 = self
+            .live
+            .values()
+            .filter(|r| order.contains(&r.class))
+            .map(|r| r.bytes)
+            .sum();
+        if class != Class::Alert && self.used() - displaceable + bytes > BUDGET {
             return false;
         }
         for victim in order {
@@ -288,6 +299,8 @@ fn run(ops: Vec<Op>) {
                 assert!(!m.ever_durable.contains(&seq), "sequence {seq} reused");
                 let payload = Envelope::new("gw", seq, b.clone()).to_json();
                 let bytes = limits::record_bytes(encode_value("t", &payload, now).len());
+                let evicted_before = Class::ALL.map(|c| ob.counters.evicted.get(c));
+                let live_before = m.live.len();
                 let fits = m.make_room(class, bytes);
                 match ob.append_at("t", b, now) {
                     Ok(key) => {
@@ -308,6 +321,12 @@ fn run(ops: Vec<Op>) {
                     Err(e) => {
                         assert!(!fits, "refused a {class:?} the model stores: {e}");
                         assert_ne!(class, Class::Alert, "an alert was refused: {e}");
+                        assert_eq!(
+                            Class::ALL.map(|c| ob.counters.evicted.get(c)),
+                            evicted_before,
+                            "a refused {class:?} evicted records: {e}"
+                        );
+                        assert_eq!(m.live.len(), live_before);
                     }
                 }
                 check_exact(&ob, &m);

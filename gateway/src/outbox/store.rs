@@ -12,6 +12,11 @@
 //! uplink calls before it publishes a batch, so nothing is published that a crash could take
 //! back.
 //!
+//! Losing the store. A store that never numbered a record (a fresh one after a set-aside,
+//! or one an operator removed) starts at the sequence floor kept in a file beside it
+//! (`floor`), which is always above every number handed out; so `(gateway, seq)` is never
+//! reused even when the store's own counter is gone.
+//!
 //! Damage. [`Outbox::open_or_set_aside`] refuses to wipe anything: a store sled cannot open, or
 //! one holding a record that does not decode, is renamed to `<dir>.corrupt-<unix time>` and a
 //! fresh store is opened in its place; the caller logs and reports it. A store locked by another
@@ -28,6 +33,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use citygate_protocols::{Body, Class, Envelope};
 
+use super::counters::{OutboxCounters, OutboxStatus};
+use super::floor;
 use super::limits::{self, Admission, Ttl};
 use crate::config::OutboxConfig;
 
@@ -142,6 +149,8 @@ pub enum OutboxError {
         reason: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Floor(#[from] floor::FloorError),
     #[error("outbox: storage error: {0}")]
     Storage(#[from] sled::Error),
     #[error("outbox: record {0:?} is unreadable")]
@@ -157,114 +166,6 @@ pub enum OutboxError {
     },
 }
 
-/// One counter per class.
-#[derive(Debug, Default)]
-pub struct PerClass(pub [AtomicU64; 3]);
-
-impl PerClass {
-    pub fn get(&self, class: Class) -> u64 {
-        self.0[usize::from(class.rank())].load(Ordering::Relaxed)
-    }
-
-    fn add(&self, class: Class, n: u64) {
-        self.0[usize::from(class.rank())].fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sub(&self, class: Class, n: u64) {
-        let _ = self.0[usize::from(class.rank())].fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |v| Some(v.saturating_sub(n)),
-        );
-    }
-
-    fn set(&self, class: Class, n: u64) {
-        self.0[usize::from(class.rank())].store(n, Ordering::Relaxed);
-    }
-
-    pub fn total(&self) -> u64 {
-        Class::ALL.iter().map(|c| self.get(*c)).sum()
-    }
-
-    fn snapshot(&self) -> ClassCounts {
-        ClassCounts {
-            alerts: self.get(Class::Alert),
-            events: self.get(Class::Event),
-            summaries: self.get(Class::Summary),
-        }
-    }
-}
-
-/// Counters of what went through the outbox since start (depth and bytes: stored now).
-#[derive(Debug, Default)]
-pub struct OutboxCounters {
-    pub appended: AtomicU64,
-    pub acked: AtomicU64,
-    /// Records stored now.
-    pub depth: AtomicU64,
-    /// Records stored now, per class.
-    pub depth_by_class: PerClass,
-    /// Bytes of the records stored now (key and value), per class.
-    pub bytes: PerClass,
-    /// Records evicted to keep within `max_bytes` (never alerts).
-    pub evicted: PerClass,
-    /// Records removed because their class's time-to-live passed.
-    pub expired: PerClass,
-    /// New records refused because nothing of their class or lower was left to evict.
-    pub refused: PerClass,
-    /// Alerts stored although the byte budget was exceeded.
-    pub alert_overflow: AtomicU64,
-    /// Storage errors (e.g. a full disk) reported by sled.
-    pub disk_errors: AtomicU64,
-    /// Times the store was reopened after a disk error.
-    pub reopened: AtomicU64,
-    /// Damaged stores set aside at start (0 or 1).
-    pub set_aside: AtomicU64,
-}
-
-/// Per-class numbers in the status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ClassCounts {
-    pub alerts: u64,
-    pub events: u64,
-    pub summaries: u64,
-}
-
-/// The outbox part of the status (`status.json`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OutboxStatus {
-    pub bytes: u64,
-    pub max_bytes: u64,
-    pub depth: ClassCounts,
-    pub bytes_by_class: ClassCounts,
-    pub evicted: ClassCounts,
-    pub expired: ClassCounts,
-    pub refused: ClassCounts,
-    pub alert_overflow: u64,
-    pub disk_errors: u64,
-    pub reopened: u64,
-    pub set_aside: u64,
-}
-
-impl OutboxCounters {
-    pub fn status(&self, max_bytes: u64) -> OutboxStatus {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        OutboxStatus {
-            bytes: self.bytes.total(),
-            max_bytes,
-            depth: self.depth_by_class.snapshot(),
-            bytes_by_class: self.bytes.snapshot(),
-            evicted: self.evicted.snapshot(),
-            expired: self.expired.snapshot(),
-            refused: self.refused.snapshot(),
-            alert_overflow: g(&self.alert_overflow),
-            disk_errors: g(&self.disk_errors),
-            reopened: g(&self.reopened),
-            set_aside: g(&self.set_aside),
-        }
-    }
-}
-
 /// A damaged store that was moved aside at start.
 #[derive(Debug, Clone)]
 pub struct SetAside {
@@ -274,9 +175,11 @@ pub struct SetAside {
     pub reason: String,
 }
 
-struct Store {
-    db: sled::Db,
-    tree: sled::Tree,
+pub(super) struct Store {
+    pub(super) db: sled::Db,
+    pub(super) tree: sled::Tree,
+    /// Other stages' durable state beside the records (see `state`).
+    pub(super) state: sled::Tree,
 }
 
 /// The outbox. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -288,11 +191,17 @@ pub struct Outbox {
     gateway: String,
     /// Next sequence number; the mutex also orders appends and evictions.
     next_seq: Mutex<u64>,
+    /// The sequence floor file beside the store, and the floor it holds: every number
+    /// handed out is below it (changed only under `next_seq`).
+    floor_path: PathBuf,
+    reserved: AtomicU64,
     ttl: Ttl,
     /// A storage error happened; `recover` reopens the store.
     failed: AtomicBool,
     /// Records read from a failed store that the new one has not taken yet.
     carry: Mutex<Vec<(sled::IVec, sled::IVec)>>,
+    /// The same for the state tree.
+    carry_state: Mutex<Vec<(sled::IVec, sled::IVec)>>,
     pub counters: Arc<OutboxCounters>,
 }
 
@@ -324,7 +233,8 @@ fn open_sled(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Error> {
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let db = config.open()?;
         let tree = db.open_tree("records")?;
-        Ok::<_, sled::Error>(Store { db, tree })
+        let state = db.open_tree(super::state::TREE)?;
+        Ok::<_, sled::Error>(Store { db, tree, state })
     }));
     match opened {
         Ok(r) => r,
@@ -356,6 +266,8 @@ fn open_sled_released(dir: &Path, cfg: &OutboxConfig) -> Result<Store, sled::Err
 /// What a full scan at open finds.
 struct Scan {
     next_seq: u64,
+    /// Whether the store holds its own counter (it numbered records before).
+    numbered: bool,
     depth: [u64; 3],
     bytes: [u64; 3],
 }
@@ -363,10 +275,12 @@ struct Scan {
 fn scan(tree: &sled::Tree) -> Result<Scan, OutboxError> {
     let mut s = Scan {
         next_seq: 1,
+        numbered: false,
         depth: [0; 3],
         bytes: [0; 3],
     };
     if let Some(v) = tree.get(META_SEQ)? {
+        s.numbered = true;
         s.next_seq = u64::from_be_bytes(
             v.as_ref()
                 .try_into()
@@ -387,6 +301,26 @@ fn scan(tree: &sled::Tree) -> Result<Scan, OutboxError> {
         s.next_seq = s.next_seq.max(key.seq + 1);
     }
     Ok(s)
+}
+
+/// The next sequence number of a store just scanned, given the floor file beside it: the
+/// store's own counter if it has one, else the floor (a fresh store after a set-aside or a
+/// removal continues above every number handed out before). Makes sure a floor above it is
+/// on disk. Returns the next number, the floor file and the floor.
+fn floor_at_open(dir: &Path, found: &Scan) -> Result<(u64, PathBuf, u64), OutboxError> {
+    let path = floor::path_for(dir);
+    let stored = floor::read(&path)?.unwrap_or(0);
+    let next = if found.numbered {
+        found.next_seq
+    } else {
+        found.next_seq.max(stored)
+    };
+    let mut reserved = stored;
+    if reserved <= next {
+        reserved = next.saturating_add(floor::BLOCK);
+        floor::write(&path, reserved)?;
+    }
+    Ok((next, path, reserved))
 }
 
 impl Outbox {
@@ -419,13 +353,16 @@ impl Outbox {
         counters
             .depth
             .store(found.depth.iter().sum(), Ordering::Relaxed);
+        let (next_seq, floor_path, reserved) = floor_at_open(dir, &found)?;
         let secs = |s: Option<u64>| s.map(|s| s.saturating_mul(1000));
         Ok(Outbox {
             dir: dir.to_path_buf(),
             cfg: cfg.clone(),
             store: RwLock::new(Some(store)),
             gateway: gateway.to_string(),
-            next_seq: Mutex::new(found.next_seq),
+            next_seq: Mutex::new(next_seq),
+            floor_path,
+            reserved: AtomicU64::new(reserved),
             ttl: Ttl([
                 secs(cfg.ttl_s.alerts),
                 secs(cfg.ttl_s.events),
@@ -433,6 +370,7 @@ impl Outbox {
             ]),
             failed: AtomicBool::new(false),
             carry: Mutex::new(Vec::new()),
+            carry_state: Mutex::new(Vec::new()),
             counters,
         })
     }
@@ -463,7 +401,7 @@ impl Outbox {
     ) -> Result<(Outbox, Option<SetAside>), OutboxError> {
         let reason = match Outbox::open(dir, gateway, cfg) {
             Ok(ob) => return Ok((ob, None)),
-            Err(e @ OutboxError::Locked { .. }) => return Err(e),
+            Err(e @ (OutboxError::Locked { .. } | OutboxError::Floor(_))) => return Err(e),
             Err(OutboxError::Open { source, path }) if disk_full(&source) => {
                 return Err(OutboxError::Open { path, source })
             }
@@ -510,11 +448,18 @@ impl Outbox {
         &self,
         f: impl FnOnce(&sled::Tree) -> Result<T, sled::Error>,
     ) -> Result<T, OutboxError> {
+        self.with_store(|s| f(&s.tree))
+    }
+
+    pub(super) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, sled::Error>,
+    ) -> Result<T, OutboxError> {
         let guard = self.store.read().unwrap_or_else(|e| e.into_inner());
         let Some(s) = guard.as_ref() else {
             return Err(OutboxError::Unavailable);
         };
-        self.storage(f(&s.tree))
+        self.storage(f(s))
     }
 
     /// Stores `body`, to be published on `topic`, under the next sequence number and returns
@@ -526,10 +471,23 @@ impl Outbox {
 
     /// [`Outbox::append`] at a given time (milliseconds since the epoch).
     pub fn append_at(&self, topic: &str, body: Body, now_ms: u64) -> Result<Key, OutboxError> {
+        self.append_full(topic, body, now_ms, &[])
+    }
+
+    /// [`Outbox::append_at`], setting or removing `state` entries in the same transaction as
+    /// the record.
+    pub(super) fn append_full(
+        &self,
+        topic: &str,
+        body: Body,
+        now_ms: u64,
+        state: &[(&[u8], Option<&[u8]>)],
+    ) -> Result<Key, OutboxError> {
         let class = body.class();
         let key = {
             let mut next = self.next_seq.lock().unwrap_or_else(|e| e.into_inner());
             let seq = *next;
+            self.reserve(seq)?;
             let env = Envelope::new(self.gateway.as_str(), seq, body);
             let key = Key { class, seq };
             let value = encode_value(topic, &env.to_json(), now_ms);
@@ -538,13 +496,14 @@ impl Outbox {
             let used = self.counters.bytes.total();
             let max = self.cfg.max_bytes;
             let mut evict_error = None;
-            let admitted = limits::admit(class, incoming, used, max, |victim| {
-                match self.remove_oldest(victim) {
-                    Ok(freed) => freed,
-                    Err(e) => {
-                        evict_error = Some(e);
-                        None
-                    }
+            let by_class = Class::ALL.map(|c| self.counters.bytes.get(c));
+            let admitted = limits::admit(class, incoming, used, by_class, max, |victim| match self
+                .remove_oldest(victim)
+            {
+                Ok(freed) => freed,
+                Err(e) => {
+                    evict_error = Some(e);
+                    None
                 }
             });
             for c in Class::ALL {
@@ -575,9 +534,8 @@ impl Outbox {
             self.counters.bytes.add(class, incoming);
             self.counters.depth_by_class.add(class, 1);
             self.counters.depth.fetch_add(1, Ordering::Relaxed);
-            let inserted = self.with_tree(|t| {
-                t.insert(META_SEQ, &(seq + 1).to_be_bytes())?;
-                t.insert(key.to_bytes(), value)
+            let inserted = self.with_store(|s| {
+                super::state::insert_with(s, META_SEQ, seq + 1, key.to_bytes(), &value, state)
             });
             if let Err(e) = inserted {
                 self.removed(class, value_len);
@@ -591,6 +549,22 @@ impl Outbox {
             self.flush()?;
         }
         Ok(key)
+    }
+
+    /// Makes sure the floor file is above `seq` before `seq` is handed out (called under the
+    /// `next_seq` lock); a floor that cannot be written is a counted disk error and the
+    /// record is not stored.
+    fn reserve(&self, seq: u64) -> Result<(), OutboxError> {
+        if seq < self.reserved.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let floor = seq.saturating_add(floor::BLOCK);
+        if let Err(e) = floor::write(&self.floor_path, floor) {
+            self.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        self.reserved.store(floor, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Accounts for a record that left the store.
@@ -664,6 +638,12 @@ impl Outbox {
         self.storage(s.db.flush()).map(|_| ())
     }
 
+    /// Marks the store failed, as a disk error would.
+    #[cfg(test)]
+    pub(super) fn failed_for_test(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
     /// Whether a storage error left the store needing [`Outbox::recover`].
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
@@ -683,6 +663,8 @@ impl Outbox {
         if let Some(old) = guard.take() {
             let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
             carry.extend(old.tree.iter().filter_map(Result::ok));
+            let mut carry_state = self.carry_state.lock().unwrap_or_else(|e| e.into_inner());
+            carry_state.extend(old.state.iter().filter_map(Result::ok));
             // Dropping the last handles releases sled's file lock.
             drop(old);
         }
@@ -691,11 +673,15 @@ impl Outbox {
             OutboxError::Storage(e)
         })?;
         let mut carry = self.carry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut carry_state = self.carry_state.lock().unwrap_or_else(|e| e.into_inner());
         let write = (|| {
             for (k, v) in carry.iter() {
                 if k.as_ref() != META_SEQ {
                     fresh.tree.insert(k, v)?;
                 }
+            }
+            for (k, v) in carry_state.iter() {
+                fresh.state.insert(k, v)?;
             }
             fresh.tree.insert(META_SEQ, &(*next).to_be_bytes())?;
             fresh.db.flush()
@@ -705,6 +691,7 @@ impl Outbox {
             return Err(OutboxError::Storage(e));
         }
         carry.clear();
+        carry_state.clear();
         // Recount from what the new store holds.
         let found = scan(&fresh.tree)?;
         for class in Class::ALL {
@@ -1117,7 +1104,41 @@ mod tests {
         assert_eq!(kept.len(), before.len());
         assert!(ob.is_empty());
         assert_eq!(ob.status().set_aside, 1);
-        assert_eq!(ob.append("t/s", summary(1)).unwrap().seq, 1);
+        // Numbering goes on above every number the damaged store handed out.
+        assert!(ob.append("t/s", summary(1)).unwrap().seq > 50);
+    }
+
+    #[test]
+    fn numbering_never_goes_back_when_the_store_is_lost_or_its_floor_garbled() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("outbox");
+        let n = floor::BLOCK + 500;
+        {
+            let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
+            for i in 0..n {
+                ob.append("t/s", summary(i)).unwrap();
+            }
+            assert_eq!(ob.next_seq(), n + 1);
+            ob.flush().unwrap();
+        }
+        // A clean reopen continues without a gap.
+        assert_eq!(
+            Outbox::reopen(&dir, "gw", &cfg(0)).unwrap().next_seq(),
+            n + 1
+        );
+        // The store removed (or lost to a disk error) but its floor kept: above every number.
+        std::fs::remove_dir_all(&dir).unwrap();
+        let ob = Outbox::reopen(&dir, "gw", &cfg(0)).unwrap();
+        let next = ob.next_seq();
+        assert!(next > n && next <= n + 1 + floor::BLOCK, "{next}");
+        drop(ob);
+        // A garbled floor is an error naming the file, and the store is not set aside for it.
+        let path = floor::path_for(&dir);
+        std::fs::write(&path, "junk").unwrap();
+        let e = Outbox::open_or_set_aside(&dir, "gw", &cfg(0), 9).unwrap_err();
+        assert!(matches!(e, OutboxError::Floor(_)), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(!root.path().join("outbox.corrupt-9").exists());
     }
 
     #[test]

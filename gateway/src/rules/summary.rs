@@ -2,7 +2,8 @@
 //!
 //! Windows are aligned to multiples of the window length in the readings' own time (event
 //! time). A window closes when a reading of a later window arrives for the same sensor, when
-//! the sensor has been idle for one window length of receive time (`tick`), or on shutdown
+//! the sensor has been idle for one window length of receive time (`tick`; receive times are
+//! monotonic seconds, `clock::mono_s`, so a wall-clock step closes nothing), or on shutdown
 //! (`flush`). A reading older than the sensor's open window arrives too late: it is counted
 //! and left out. Readings whose quality is not usable are counted and left out.
 
@@ -19,7 +20,7 @@ struct Window {
     max: f64,
     sum: f64,
     last: f64,
-    /// Receive time of the last reading, for the idle close.
+    /// Receive time (monotonic seconds) of the last reading, for the idle close.
     touched: f64,
 }
 

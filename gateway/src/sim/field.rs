@@ -10,9 +10,8 @@ use citygate_firmware::hazard::rain::RainConfig;
 use citygate_firmware::hazard::water::WaterConfig;
 use citygate_firmware::hazard::HazardNode;
 use citygate_firmware::modbus::RegisterBank;
-use citygate_firmware::signal::{
-    ControllerConfig, GroupConfig, GroupSet, IntergreenMatrix, Plan, SignalController,
-};
+use citygate_firmware::signal::demo::crossroads;
+use citygate_firmware::signal::SignalController;
 use tokio::net::TcpListener;
 
 use super::sensors::{vehicles, water_level, DETECTORS, FLOOD_STATION, INTERSECTIONS};
@@ -22,33 +21,6 @@ use crate::sources::modbus::config::DeviceConfig;
 
 /// How long a passing vehicle occupies a detector loop.
 const OCCUPY_MS: u64 = 600;
-
-/// The firmware configuration of a demo intersection: two signal groups (north–south and
-/// east–west through traffic), one stage each, 5 s intergreens, a 20 s / 20 s fallback plan,
-/// and four detectors (north, east, south, west approaches).
-pub fn crossroads() -> Option<ControllerConfig> {
-    let mut cfg = ControllerConfig::default();
-    cfg.groups
-        .push(GroupConfig::vehicle(7_000, 60_000, 3_000))
-        .ok()?;
-    cfg.groups
-        .push(GroupConfig::vehicle(7_000, 60_000, 3_000))
-        .ok()?;
-    let mut ig = IntergreenMatrix::new();
-    ig.set_conflict(0, 1, 5_000, 5_000);
-    cfg.intergreen = ig;
-    cfg.stages.push(GroupSet::of(&[0])).ok()?;
-    cfg.stages.push(GroupSet::of(&[1])).ok()?;
-    cfg.plans
-        .push(Plan::from_steps(&[(0, 20_000), (1, 20_000)])?)
-        .ok()?;
-    cfg.watchdog_timeout_ms = 10_000;
-    cfg.startup_all_red_ms = 2_000;
-    cfg.detectors = DETECTORS.len();
-    cfg.detector_debounce_ms = 50;
-    cfg.detector_interval_ms = 10_000;
-    Some(cfg)
-}
 
 /// A signal controller whose detector loops see the demo's traffic.
 pub struct SimulatedIntersection {

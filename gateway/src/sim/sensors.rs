@@ -9,11 +9,11 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 
 use crate::mqtt::BrokerUrl;
-use crate::sources::mqtt::epoch_now;
 
 /// The simulated intersections and their detectors.
 pub const INTERSECTIONS: [&str; 3] = ["int-1", "int-2", "int-3"];
-pub const DETECTORS: [&str; 4] = ["det-n", "det-e", "det-s", "det-w"];
+pub const DETECTORS: [&str; citygate_firmware::signal::demo::DETECTORS] =
+    ["det-n", "det-e", "det-s", "det-w"];
 /// The flood station on Modbus (the firmware's hazard node) and the one that publishes over MQTT.
 pub const FLOOD_STATION: &str = "flood-1";
 pub const MQTT_FLOOD_STATION: &str = "flood-2";
@@ -76,7 +76,7 @@ pub async fn run(local: BrokerUrl, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let now = epoch_now();
+        let now = crate::clock::wall_s();
         for (i, int) in INTERSECTIONS.iter().enumerate() {
             for (d, det) in DETECTORS.iter().enumerate() {
                 let topic = format!("field/{int}/{det}/senml");

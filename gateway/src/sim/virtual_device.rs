@@ -265,38 +265,14 @@ async fn serve_connection<D: Device>(mut stream: TcpStream, shared: Arc<Mutex<Ho
 #[cfg(test)]
 mod tests {
     use super::*;
-    use citygate_firmware::signal::{
-        ControllerConfig, GroupConfig, GroupSet, IntergreenMatrix, Plan, SignalController,
-    };
+    use citygate_firmware::signal::demo::crossroads;
+    use citygate_firmware::signal::SignalController;
     use citygate_protocols::registers::signal_controller as reg;
-
-    fn crossing() -> ControllerConfig {
-        let mut cfg = ControllerConfig::default();
-        cfg.groups
-            .push(GroupConfig::vehicle(5_000, 60_000, 3_000))
-            .unwrap();
-        cfg.groups
-            .push(GroupConfig::vehicle(5_000, 60_000, 3_000))
-            .unwrap();
-        let mut ig = IntergreenMatrix::new();
-        ig.set_conflict(0, 1, 5_000, 5_000);
-        cfg.intergreen = ig;
-        cfg.stages.push(GroupSet::of(&[0])).unwrap();
-        cfg.stages.push(GroupSet::of(&[1])).unwrap();
-        cfg.plans
-            .push(Plan::from_steps(&[(0, 20_000), (1, 20_000)]).unwrap())
-            .unwrap();
-        cfg.watchdog_timeout_ms = 10_000;
-        cfg.startup_all_red_ms = 2_000;
-        cfg.detectors = 1;
-        cfg.detector_interval_ms = 60_000;
-        cfg
-    }
 
     fn hosted(unit: u8) -> Hosted<SignalBank> {
         Hosted {
             slave: RtuSlave::new(unit),
-            device: SignalBank::new(SignalController::new(crossing(), 0).unwrap()),
+            device: SignalBank::new(SignalController::new(crossroads().unwrap(), 0).unwrap()),
         }
     }
 

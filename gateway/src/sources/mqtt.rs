@@ -197,14 +197,6 @@ impl Router {
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn epoch_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Subscribes to every route's filter on the local broker and sends decoded readings to `tx`
 /// until `shutdown` turns true. A full channel holds the event loop (back-pressure).
 pub async fn run(
@@ -260,7 +252,8 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = &p.topic;
-                let Some((i, decoded)) = router.decode_routed(topic, &p.payload, epoch_now())
+                let Some((i, decoded)) =
+                    router.decode_routed(topic, &p.payload, crate::clock::wall_s())
                 else {
                     continue;
                 };

@@ -51,9 +51,22 @@ impl Records {
     /// Appends a record under `topic` (off the async threads) and counts it by class; a
     /// record the outbox refuses is counted in `records_not_stored` and logged once per 1000.
     pub fn store(&self, topic: Topic, body: Body) {
+        self.store_with_state(topic, body, &[]);
+    }
+
+    /// [`Records::store`] with state entries of the record's producer set (`Some`) or removed
+    /// (`None`) in the same transaction (`outbox::Outbox::append_with_state`), flushed.
+    pub fn store_with_state(&self, topic: Topic, body: Body, state: &[(&str, Option<&[u8]>)]) {
         let class = body.class();
         let t = topic::format(self.outbox.gateway(), &topic);
-        match crate::outbox::blocking(|| self.outbox.append(&t, body)) {
+        let appended = crate::outbox::blocking(|| {
+            if state.is_empty() {
+                self.outbox.append(&t, body)
+            } else {
+                self.outbox.append_with_state(&t, body, state)
+            }
+        });
+        match appended {
             Ok(_) => Stats::inc(match class {
                 Class::Alert => &self.stats.alerts_out,
                 Class::Event => &self.stats.events_out,

@@ -16,7 +16,7 @@ use super::records::Records;
 use super::signals::SignalInput;
 use crate::actions::{self, LocalPublish};
 use crate::clock;
-use crate::rules::hazard::{HazardEngine, HazardOutput};
+use crate::rules::hazard::{persist, HazardEngine, HazardOutput};
 use crate::rules::summary::{Skipped, Summarizer};
 use crate::status::Stats;
 
@@ -44,17 +44,18 @@ pub async fn run(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut events_open = true;
+    rules.restore_hazard().await;
     loop {
         tokio::select! {
             r = readings.recv() => {
                 let Some(r) = r else { break };
-                rules.on_reading(r).await;
+                rules.on_reading(r, clock::Now::read()).await;
             }
             e = events.recv(), if events_open => match e {
                 Some(e) => rules.records.event(e),
                 None => events_open = false,
             },
-            _ = tick.tick() => rules.on_tick().await,
+            _ = tick.tick() => rules.on_tick(clock::Now::read()).await,
         }
     }
     for s in rules.summarizer.flush() {
@@ -63,16 +64,54 @@ pub async fn run(
 }
 
 impl Rules {
-    async fn on_reading(&mut self, r: Reading) {
+    /// Takes the hazard engine's state back from the outbox (open incidents continue), asserts
+    /// their local actions again and reports what could not be restored as it was.
+    async fn restore_hazard(&mut self) {
+        let Some(h) = self.hazard.as_mut() else {
+            return;
+        };
+        let outbox = std::sync::Arc::clone(self.records.outbox());
+        let stored = match crate::outbox::blocking(|| outbox.state_entries(persist::PREFIX)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    "hazard state not read from the outbox ({e}); every group starts afresh"
+                );
+                return;
+            }
+        };
+        let now = clock::wall_s();
+        let (out, warnings) = h.restore(&stored, now);
+        let open: Vec<String> = h
+            .status()
+            .iter()
+            .filter_map(|g| g.incident.map(|i| format!("{} incident {i}", g.id)))
+            .collect();
+        if !open.is_empty() {
+            tracing::warn!("hazard: continuing {}", open.join(", "));
+        }
+        for w in warnings {
+            tracing::error!("{w}");
+            self.records.event(Event {
+                kind: "hazard_state_not_restored".into(),
+                source: self.records.gateway().to_string(),
+                message: w,
+                time: now,
+            });
+        }
+        self.hazard_outputs(out, now).await;
+    }
+
+    /// A reading received at `now`: the summarizer's idle close runs on `now.mono`; the hazard
+    /// engine still takes wall seconds (its durations are its owner's to move).
+    async fn on_reading(&mut self, r: Reading, now: clock::Now) {
         let stats = self.records.stats();
         Stats::inc(&stats.readings_in);
-        // Readings carry wall time; the summaries' and hazard's owners move their durations
-        // onto the monotonic clock.
-        let now = clock::wall_s();
-        let summary = self.summarizer.on_reading(&r, now);
+        let summary = self.summarizer.on_reading(&r, now.mono);
         if matches!(summary, Err(Skipped::Late)) {
             stats.sources.late(&r.sensor);
         }
+        let now = now.wall;
         let hazard = self.hazard.as_mut().map(|h| h.on_reading(&r, now));
         if self.feed_signals {
             let _ = self.signals.send(SignalInput::Reading(r)).await;
@@ -88,12 +127,12 @@ impl Rules {
         }
     }
 
-    async fn on_tick(&mut self) {
+    async fn on_tick(&mut self, now: clock::Now) {
         self.records.stats().beat(crate::status::Stage::Rules);
-        let now = clock::wall_s();
-        for s in self.summarizer.tick(now) {
+        for s in self.summarizer.tick(now.mono) {
             self.records.summary(s);
         }
+        let now = now.wall;
         let Some(h) = self.hazard.as_mut() else {
             return;
         };
@@ -133,7 +172,15 @@ impl Rules {
                         );
                     }
                     let id = a.alert.identifier.clone();
-                    self.records.store(Topic::Alert { id }, a.alert.to_body());
+                    // The group's state goes with its alert, in one transaction.
+                    let key = persist::state_key(&a.group);
+                    let state = self.hazard.as_ref().and_then(|h| h.snapshot(&a.group));
+                    let state: Vec<(&str, Option<&[u8]>)> = state
+                        .iter()
+                        .map(|b| (key.as_str(), Some(b.as_slice())))
+                        .collect();
+                    self.records
+                        .store_with_state(Topic::Alert { id }, a.alert.to_body(), &state);
                 }
                 HazardOutput::SensorFault(f) => self.records.event(f.event),
                 HazardOutput::Degraded { event, .. } => self.records.event(event),
@@ -172,5 +219,69 @@ impl Rules {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Now;
+    use crate::config::OutboxConfig;
+    use crate::outbox::Outbox;
+    use citygate_protocols::{Quality, Unit};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    fn reading(time: f64) -> Reading {
+        Reading {
+            sensor: "s1".into(),
+            quantity: "water_level".into(),
+            value: 1.0,
+            unit: Some(Unit::Metre),
+            time,
+            quality: Quality::Good,
+        }
+    }
+
+    /// The idle close of a summary window runs on the monotonic clock: a wall clock stepped a
+    /// day forward (an NTP correction) closes nothing; a window length of monotonic time does.
+    #[tokio::test]
+    async fn a_wall_clock_step_does_not_close_a_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), "gw", &OutboxConfig::default()).unwrap();
+        let records = Records::new(Arc::new(outbox), Arc::new(Stats::default()));
+        let (actions, _actions_rx) = mpsc::channel(4);
+        let (signals, _signals_rx) = mpsc::channel(4);
+        let mut rules = Rules {
+            summarizer: Summarizer::new(60),
+            hazard: None,
+            records,
+            actions,
+            signals,
+            feed_signals: false,
+        };
+        let wall = 1_700_000_000.0;
+        let out = |r: &Rules| r.records.stats().summaries_out.load(Ordering::Relaxed);
+        rules
+            .on_reading(reading(wall), Now { mono: 5.0, wall })
+            .await;
+        rules
+            .on_tick(Now {
+                mono: 6.0,
+                wall: wall + 86_400.0,
+            })
+            .await;
+        assert_eq!(out(&rules), 0, "a wall step closed the window");
+        assert_eq!(rules.summarizer.open_windows(), 1);
+        rules
+            .on_tick(Now {
+                mono: 64.9,
+                wall: wall - 3_600.0,
+            })
+            .await;
+        assert_eq!(out(&rules), 0);
+        rules.on_tick(Now { mono: 65.0, wall }).await;
+        assert_eq!(out(&rules), 1, "60 s of monotonic time close it");
+        assert_eq!(rules.summarizer.open_windows(), 0);
     }
 }

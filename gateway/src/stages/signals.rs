@@ -4,17 +4,20 @@
 //! adaptive control; hands stage commands to the actions stage; and reports through
 //! [`Records`] (`command_applied` / `command_failed`, the runtimes' events). Its counters: the
 //! `signals` status and `actions_failed` for a full action queue. It ends when the rules
-//! stage is gone.
+//! stage is gone. A command's outcome event is stored in one transaction with its journal
+//! entry (`commands::journal`: the command done, the plan override it started or ended); at
+//! start the plan overrides still running before a stop are taken up again.
 
 use std::time::Duration;
 
-use citygate_protocols::{Event, Reading};
+use citygate_protocols::topic::Topic;
+use citygate_protocols::{Body, Event, Reading};
 use tokio::sync::mpsc;
 
 use super::records::Records;
 use crate::actions::{self, LocalPublish};
 use crate::clock;
-use crate::commands::{Action, Command};
+use crate::commands::{Action, Command, Journal};
 use crate::signals::live::Signals;
 use crate::signals::PlannedFlow;
 
@@ -58,6 +61,8 @@ pub async fn run(
     records: Records,
     actions: mpsc::Sender<LocalPublish>,
 ) {
+    let journal = Journal::new(std::sync::Arc::clone(records.outbox()));
+    restore_overrides(&mut signals, &journal, &records, clock::Now::read());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -70,7 +75,7 @@ pub async fn run(
                 None => break,
             },
             Some(c) = next(&mut inputs.commands) => {
-                apply_command(&mut signals, &records, &c, clock::Now::read());
+                apply_command(&mut signals, &records, &journal, &c, clock::Now::read());
             }
             Some(flows) = next(&mut inputs.peers) => signals.on_peer_flows(&flows),
             (i, result) = signals.next_result() => signals.on_result(i, result, clock::Now::read()),
@@ -95,10 +100,72 @@ pub async fn run(
     }
 }
 
+/// Takes up the plan overrides that were running before a stop, for what is left of them;
+/// each is reported as a `plan_override_restored` (or `plan_override_not_restored`) event.
+fn restore_overrides(signals: &mut Signals, journal: &Journal, records: &Records, now: clock::Now) {
+    let (running, warnings) = match crate::outbox::blocking(|| journal.overrides(now.wall)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("plan overrides not read from the outbox ({e}); none taken up");
+            return;
+        }
+    };
+    let warned = warnings.into_iter().map(|w| {
+        (
+            String::from("plan_override_not_restored"),
+            "-".to_string(),
+            w,
+        )
+    });
+    let taken = running.into_iter().map(|(intersection, o)| {
+        let left = (o.until - now.wall).ceil().max(1.0) as u64;
+        let a = Action::PlanOverride {
+            intersection: intersection.clone(),
+            plan: o.plan.clone(),
+            duration_s: left,
+        };
+        match signals.apply(&a, now) {
+            Ok(done) => (
+                "plan_override_restored".to_string(),
+                intersection,
+                format!(
+                    "plan_override ({}) taken up after a restart: {done}",
+                    o.nonce
+                ),
+            ),
+            Err(e) => (
+                "plan_override_not_restored".to_string(),
+                intersection,
+                format!(
+                    "plan_override ({}) not taken up after a restart: {e}",
+                    o.nonce
+                ),
+            ),
+        }
+    });
+    for (kind, source, message) in warned.chain(taken).collect::<Vec<_>>() {
+        records.event(Event {
+            kind,
+            source,
+            message,
+            time: now.wall,
+        });
+    }
+}
+
 /// Carries out one verified command and reports the outcome on the uplink as a
-/// `command_applied` or `command_failed` event naming the command's nonce.
-fn apply_command(signals: &mut Signals, records: &Records, cmd: &Command, now: clock::Now) {
-    let outcome = Action::from_command(cmd)
+/// `command_applied` or `command_failed` event naming the command's nonce, stored with the
+/// command's journal entry.
+fn apply_command(
+    signals: &mut Signals,
+    records: &Records,
+    journal: &Journal,
+    cmd: &Command,
+    now: clock::Now,
+) {
+    let action = Action::from_command(cmd);
+    let outcome = action
+        .clone()
         .map_err(|e| (String::from("-"), e.to_string()))
         .and_then(|a| {
             let source = a.intersection().to_string();
@@ -111,10 +178,30 @@ fn apply_command(signals: &mut Signals, records: &Records, cmd: &Command, now: c
         Ok((source, done)) => ("command_applied", source, done),
         Err((source, why)) => ("command_failed", source, why),
     };
-    records.event(Event {
+    let state = journal.outcome(
+        cmd,
+        action.as_ref().ok(),
+        kind == "command_applied",
+        now.wall,
+    );
+    let state: Vec<(&str, Option<&[u8]>)> = state
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    let event = Event {
         kind: kind.into(),
         source,
         message: format!("{} ({}): {message}", cmd.name, cmd.nonce),
         time: now.wall,
-    });
+    };
+    tracing::info!(
+        "event {} from {}: {}",
+        event.kind,
+        event.source,
+        event.message
+    );
+    let topic = Topic::Event {
+        kind: kind.to_string(),
+    };
+    records.store_with_state(topic, Body::Event(event), &state);
 }

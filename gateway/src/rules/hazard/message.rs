@@ -278,6 +278,11 @@ fn base_info(
     }
 }
 
+/// The local actions of level `level` as if raised from none: asserted again after a restart.
+pub(super) fn assert_actions(g: &GroupConfig, level: usize, out: &mut Vec<HazardOutput>) {
+    local_actions(g, 0, level, out);
+}
+
 /// Local actions of a change from level `from` to level `to` (0 = none): emergency plans of
 /// `from` that `to` does not keep end, those of `to` start; topics of `from` that `to` does
 /// not publish get their clear payload; `to`'s publishes go out.

@@ -29,8 +29,9 @@
 //! Identifiers are `<prefix>.<group>.<incident>.<message>`, `<incidents>` is
 //! `<prefix>.<group>.<incident>`. The incident number is the raise time in whole epoch seconds,
 //! or one more than the group's previous incident, or the caller's floor
-//! ([`HazardEngine::set_incident_floor`]), whichever is largest: unique across restarts
-//! without any stored state as long as the clock does not go back.
+//! ([`HazardEngine::set_incident_floor`]), whichever is largest. The group's previous
+//! incident and any open incident survive a restart through [`persist`] (stored with each
+//! alert), so numbers are unique across restarts and clock steps.
 //!
 //! Time is `now`, passed in (seconds since the epoch); `Reading::time` is not used, so a device
 //! with a wrong clock cannot confuse the rules. `now` going backwards is treated as no time
@@ -40,6 +41,7 @@ pub mod config;
 pub mod message;
 #[cfg(test)]
 mod model;
+pub mod persist;
 mod schedule;
 mod sensor;
 #[cfg(test)]

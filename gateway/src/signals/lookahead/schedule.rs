@@ -414,6 +414,26 @@ impl Problem<'_> {
         true
     }
 
+    /// Whole seconds the running stage `c`, green for `done` s, may still hold: to its max
+    /// green and to every one of its groups' room (`usize::MAX`: no bound).
+    fn max_remaining(&self, c: usize, done: f64) -> usize {
+        let mut hi = self.max_green.get(c).copied().unwrap_or(f64::INFINITY) - done;
+        for &g in &self.stages[c] {
+            let had = self
+                .group_green_for
+                .get(g)
+                .copied()
+                .unwrap_or(0.0)
+                .max(done);
+            hi = hi.min(self.group_room(g, -had, 0.0));
+        }
+        if hi.is_finite() {
+            hi.floor().max(0.0) as usize
+        } else {
+            usize::MAX
+        }
+    }
+
     /// Finds the least-delay plan.
     pub fn solve(&self) -> Plan {
         let h = self.horizon();
@@ -448,23 +468,7 @@ impl Problem<'_> {
         let c = self.current.min(k.saturating_sub(1));
         let done = self.green_for.max(0.0);
         let min_rem = steps(self.min_green.get(c).copied().unwrap_or(0.0) - done, 0);
-        let max_rem = {
-            let mut hi = self.max_green.get(c).copied().unwrap_or(f64::INFINITY) - done;
-            for &g in &self.stages[c] {
-                let had = self
-                    .group_green_for
-                    .get(g)
-                    .copied()
-                    .unwrap_or(0.0)
-                    .max(done);
-                hi = hi.min(self.group_room(g, -had, 0.0));
-            }
-            if hi.is_finite() {
-                hi.floor().max(0.0) as usize
-            } else {
-                usize::MAX
-            }
-        };
+        let max_rem = self.max_remaining(c, done);
         let root_green = |start: f64, end: f64| PlannedGreen {
             stage: c,
             start,

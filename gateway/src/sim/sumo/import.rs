@@ -22,7 +22,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::net::{Net, NetError, TlsTopology};
+use super::net::{Net, NetError, TlLogic, TlsTopology};
+use citygate_protocols::quote::quoted;
 
 /// Distance of the stop-bar detector from the stop line (m).
 pub const STOP_BAR_M: f64 = 5.0;
@@ -213,137 +214,27 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
         }
     }
     let durations: Vec<f64> = program.phases.iter().map(|p| p.duration).collect();
-
-    // Signal groups: same approach and same aspect sequence.
-    let mut key_to_group: BTreeMap<(String, Vec<char>), usize> = BTreeMap::new();
-    let mut groups: Vec<SignalGroup> = Vec::new();
-    let mut group_of = vec![0usize; n];
-    for link in &topo.links {
-        let seq: Vec<char> = phases.iter().map(|p| p[link.index]).collect();
-        let key = (link.from_edge.clone(), seq);
-        let g = *key_to_group.entry(key).or_insert_with(|| {
-            groups.push(SignalGroup {
-                id: format!("sg{}", groups.len() + 1),
-                approach: link.from_edge.clone(),
-                movements: Vec::new(),
-                links: Vec::new(),
-                lanes: Vec::new(),
-                min_green_s: DEFAULT_MIN_GREEN_S,
-                max_green_s: DEFAULT_MAX_GREEN_S,
-                yellow_s: 0.0,
-            });
-            groups.len() - 1
-        });
-        group_of[link.index] = g;
-        let sg = &mut groups[g];
-        sg.links.push(link.index);
-        if !sg.movements.contains(&link.dir) {
-            sg.movements.push(link.dir.clone());
-        }
-        if !sg.lanes.contains(&link.from_lane) {
-            sg.lanes.push(link.from_lane.clone());
-        }
-    }
+    let mut groups = signal_groups(topo, &phases);
     for sg in &mut groups {
-        let Some(&first) = sg.links.first() else {
-            continue;
-        };
-        let green = longest_run(&durations, |k| phases[k][first] == 'G');
-        sg.max_green_s = sg.max_green_s.max(green);
-        // An actuated program's minDur / maxDur on the group's green phases, when it has them.
-        let greens = || {
-            program
-                .phases
-                .iter()
-                .zip(&phases)
-                .filter(move |(_, a)| a[first] == 'G')
-                .map(|(p, _)| p)
-        };
-        if let Some(min) = greens().filter_map(|p| p.min_dur).reduce(f64::min) {
-            sg.min_green_s = min;
-        }
-        if let Some(max) = greens().filter_map(|p| p.max_dur).reduce(f64::max) {
-            sg.max_green_s = max.max(sg.min_green_s);
-        }
-        sg.yellow_s = longest_run(&durations, |k| phases[k][first] == 'y');
+        group_timing(sg, program, &phases, &durations);
     }
-    for sg in &groups {
-        let Some(&first) = sg.links.first() else {
-            continue;
-        };
-        let seq: Vec<char> = phases.iter().map(|p| p[first]).collect();
-        if seq.contains(&'G') && seq.contains(&'r') && !seq.contains(&'y') {
-            return Err(invalid(
-                format!("tlLogic {tls} (type {})", program.kind),
-                format!(
-                    "signal group {} (links {:?}) goes from green to red without a yellow phase; \
-                     import a net with a static or actuated program (NEMA programs keep their \
-                     yellow outside the phases)",
-                    sg.id, sg.links
-                ),
-            ));
-        }
+    if let Some(sg) = group_without_yellow(&groups, &phases) {
+        return Err(invalid(
+            format!("tlLogic {tls} (type {})", program.kind),
+            format!(
+                "signal group {} (links {:?}) goes from green to red without a yellow phase; \
+                 import a net with a static or actuated program (NEMA programs keep their \
+                 yellow outside the phases)",
+                sg.id, sg.links
+            ),
+        ));
     }
     let yellow_s = groups.iter().map(|g| g.yellow_s).fold(0.0, f64::max);
     let all_red_s = longest_run(&durations, |k| {
         phases[k].iter().all(|c| !matches!(c, 'G' | 'y' | 'u'))
     });
-
-    // Green of a group in a phase.
-    let green_in = |g: usize, k: usize| -> bool {
-        groups[g]
-            .links
-            .first()
-            .is_some_and(|&l| phases[k][l] == 'G')
-    };
-
-    // Stages.
-    let mut stage: Vec<Stage> = Vec::new();
-    for (k, p) in phases.iter().enumerate() {
-        if p.iter().any(|c| matches!(c, 'y' | 'u')) || !p.contains(&'G') {
-            continue;
-        }
-        let green: Vec<String> = (0..groups.len())
-            .filter(|&g| green_in(g, k))
-            .map(|g| groups[g].id.clone())
-            .collect();
-        if stage.iter().any(|s| s.green == green) {
-            continue;
-        }
-        stage.push(Stage {
-            id: format!("st{}", stage.len() + 1),
-            green,
-            duration_s: durations[k],
-        });
-    }
-
-    // Conflicts and intergreens.
-    let mut conflicts = Vec::new();
-    let mut intergreen = Vec::new();
-    for a in 0..groups.len() {
-        for b in 0..groups.len() {
-            if a == b {
-                continue;
-            }
-            let foes = groups[a]
-                .links
-                .iter()
-                .any(|&i| groups[b].links.iter().any(|&j| topo.foes[i][j]));
-            let together = (0..phases.len()).any(|k| green_in(a, k) && green_in(b, k));
-            if !foes || together {
-                continue;
-            }
-            if a < b {
-                conflicts.push([groups[a].id.clone(), groups[b].id.clone()]);
-            }
-            intergreen.push(Intergreen {
-                from: groups[a].id.clone(),
-                to: groups[b].id.clone(),
-                seconds: groups[a].yellow_s + all_red_s,
-            });
-        }
-    }
-
+    let stage = stages(&groups, &phases, &durations);
+    let (conflicts, intergreen) = conflicts_and_intergreens(&groups, &phases, topo, all_red_s);
     let detector = place_detectors(net, tls, &groups);
     Ok(IntersectionPlan {
         id: tls.clone(),
@@ -365,6 +256,144 @@ fn import_one(net: &Net, topo: &TlsTopology) -> Result<IntersectionPlan, PlanErr
             })
             .collect(),
     })
+}
+
+/// Signal groups: the links of one approach with the same aspect in every phase.
+fn signal_groups(topo: &TlsTopology, phases: &[Vec<char>]) -> Vec<SignalGroup> {
+    let mut key_to_group: BTreeMap<(String, Vec<char>), usize> = BTreeMap::new();
+    let mut groups: Vec<SignalGroup> = Vec::new();
+    for link in &topo.links {
+        let seq: Vec<char> = phases.iter().map(|p| p[link.index]).collect();
+        let key = (link.from_edge.clone(), seq);
+        let g = *key_to_group.entry(key).or_insert_with(|| {
+            groups.push(SignalGroup {
+                id: format!("sg{}", groups.len() + 1),
+                approach: link.from_edge.clone(),
+                movements: Vec::new(),
+                links: Vec::new(),
+                lanes: Vec::new(),
+                min_green_s: DEFAULT_MIN_GREEN_S,
+                max_green_s: DEFAULT_MAX_GREEN_S,
+                yellow_s: 0.0,
+            });
+            groups.len() - 1
+        });
+        let sg = &mut groups[g];
+        sg.links.push(link.index);
+        if !sg.movements.contains(&link.dir) {
+            sg.movements.push(link.dir.clone());
+        }
+        if !sg.lanes.contains(&link.from_lane) {
+            sg.lanes.push(link.from_lane.clone());
+        }
+    }
+    groups
+}
+
+/// A group's minimum and maximum green and its yellow, from the program.
+fn group_timing(sg: &mut SignalGroup, program: &TlLogic, phases: &[Vec<char>], durations: &[f64]) {
+    let Some(&first) = sg.links.first() else {
+        return;
+    };
+    let green = longest_run(durations, |k| phases[k][first] == 'G');
+    sg.max_green_s = sg.max_green_s.max(green);
+    // An actuated program's minDur / maxDur on the group's green phases, when it has them.
+    let greens = || {
+        program
+            .phases
+            .iter()
+            .zip(phases)
+            .filter(move |(_, a)| a[first] == 'G')
+            .map(|(p, _)| p)
+    };
+    if let Some(min) = greens().filter_map(|p| p.min_dur).reduce(f64::min) {
+        sg.min_green_s = min;
+    }
+    if let Some(max) = greens().filter_map(|p| p.max_dur).reduce(f64::max) {
+        sg.max_green_s = max.max(sg.min_green_s);
+    }
+    sg.yellow_s = longest_run(durations, |k| phases[k][first] == 'y');
+}
+
+/// The first group that goes from green to red without a yellow phase.
+fn group_without_yellow<'a>(
+    groups: &'a [SignalGroup],
+    phases: &[Vec<char>],
+) -> Option<&'a SignalGroup> {
+    groups.iter().find(|sg| {
+        sg.links.first().is_some_and(|&first| {
+            let seq: Vec<char> = phases.iter().map(|p| p[first]).collect();
+            seq.contains(&'G') && seq.contains(&'r') && !seq.contains(&'y')
+        })
+    })
+}
+
+/// Whether group `g` is green in phase `k`.
+fn green_in(groups: &[SignalGroup], phases: &[Vec<char>], g: usize, k: usize) -> bool {
+    groups[g]
+        .links
+        .first()
+        .is_some_and(|&l| phases[k][l] == 'G')
+}
+
+/// Stages: the distinct sets of green groups of the program's green phases (no yellow).
+fn stages(groups: &[SignalGroup], phases: &[Vec<char>], durations: &[f64]) -> Vec<Stage> {
+    let mut stage: Vec<Stage> = Vec::new();
+    for (k, p) in phases.iter().enumerate() {
+        if p.iter().any(|c| matches!(c, 'y' | 'u')) || !p.contains(&'G') {
+            continue;
+        }
+        let green: Vec<String> = (0..groups.len())
+            .filter(|&g| green_in(groups, phases, g, k))
+            .map(|g| groups[g].id.clone())
+            .collect();
+        if stage.iter().any(|s| s.green == green) {
+            continue;
+        }
+        stage.push(Stage {
+            id: format!("st{}", stage.len() + 1),
+            green,
+            duration_s: durations[k],
+        });
+    }
+    stage
+}
+
+/// Conflicts (groups with foe links that are never green together) and their intergreens
+/// (yellow + all-red).
+fn conflicts_and_intergreens(
+    groups: &[SignalGroup],
+    phases: &[Vec<char>],
+    topo: &TlsTopology,
+    all_red_s: f64,
+) -> (Vec<[String; 2]>, Vec<Intergreen>) {
+    let mut conflicts = Vec::new();
+    let mut intergreen = Vec::new();
+    for a in 0..groups.len() {
+        for b in 0..groups.len() {
+            if a == b {
+                continue;
+            }
+            let foes = groups[a]
+                .links
+                .iter()
+                .any(|&i| groups[b].links.iter().any(|&j| topo.foes[i][j]));
+            let together = (0..phases.len())
+                .any(|k| green_in(groups, phases, a, k) && green_in(groups, phases, b, k));
+            if !foes || together {
+                continue;
+            }
+            if a < b {
+                conflicts.push([groups[a].id.clone(), groups[b].id.clone()]);
+            }
+            intergreen.push(Intergreen {
+                from: groups[a].id.clone(),
+                to: groups[b].id.clone(),
+                seconds: groups[a].yellow_s + all_red_s,
+            });
+        }
+    }
+    (conflicts, intergreen)
 }
 
 /// Finds (lane, pos, distance reached) points `distance` metres upstream of the end of `lane`,
@@ -547,13 +576,8 @@ pub fn movement(dir: &str) -> &'static str {
     }
 }
 
-/// A TOML string literal.
-fn q(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
 fn list(items: &[String]) -> String {
-    let v: Vec<String> = items.iter().map(|s| q(s)).collect();
+    let v: Vec<String> = items.iter().map(|s| quoted(s)).collect();
     format!("[{}]", v.join(", "))
 }
 
@@ -656,13 +680,13 @@ pub fn gateway_toml(
     ));
     s.push_str(&format!(
         "[gateway]\nid = {}\ndata_dir = \"data\"\n",
-        q(gateway_id)
+        quoted(gateway_id)
     ));
     for p in plans {
         s.push_str(&format!(
             "\n[[intersection]]\nid = {}\ncontroller = {}\n",
-            q(&p.id),
-            q(controller)
+            quoted(&p.id),
+            quoted(controller)
         ));
         let neighbours: Vec<String> = links
             .iter()
@@ -670,8 +694,8 @@ pub fn gateway_toml(
             .map(|l| {
                 format!(
                     "  {{ intersection = {}, via_group = {} }},",
-                    q(&l.to),
-                    q(&l.from_group)
+                    quoted(&l.to),
+                    quoted(&l.from_group)
                 )
             })
             .collect();
@@ -681,7 +705,7 @@ pub fn gateway_toml(
         let pairs: Vec<String> = p
             .conflicts
             .iter()
-            .map(|[a, b]| format!("[{}, {}]", q(a), q(b)))
+            .map(|[a, b]| format!("[{}, {}]", quoted(a), quoted(b)))
             .collect();
         s.push_str(&format!("conflicts = [{}]\n", pairs.join(", ")));
         for g in &p.signal_group {
@@ -693,8 +717,8 @@ pub fn gateway_toml(
             s.push_str(&format!(
                 "\n[[intersection.signal_group]]\nid = {}\napproach = {}\nmovements = {}\nlanes = {}\n\
                  min_green_s = {:?}\nmax_green_s = {:?}\nyellow_s = {:?}\n",
-                q(&g.id),
-                q(&g.approach),
+                quoted(&g.id),
+                quoted(&g.approach),
                 list(&movements),
                 list(&g.lanes),
                 g.min_green_s,
@@ -705,23 +729,23 @@ pub fn gateway_toml(
         for st in &p.stage {
             s.push_str(&format!(
                 "\n[[intersection.stage]]\nid = {}\ngreen = {}\n",
-                q(&st.id),
+                quoted(&st.id),
                 list(&st.green)
             ));
         }
         for i in &p.intergreen {
             s.push_str(&format!(
                 "\n[[intersection.intergreen]]\nfrom = {}\nto = {}\nseconds = {:?}\n",
-                q(&i.from),
-                q(&i.to),
+                quoted(&i.from),
+                quoted(&i.to),
                 i.seconds
             ));
         }
         for l in links.iter().filter(|l| l.to == p.id) {
             s.push_str(&format!(
                 "\n[[intersection.inflow]]\nfrom = {}\nfrom_group = {}\ngroups = {}\ntravel_s = {:?}\n",
-                q(&l.from),
-                q(&l.from_group),
+                quoted(&l.from),
+                quoted(&l.from_group),
                 list(&l.groups),
                 l.travel_s
             ));
@@ -730,15 +754,15 @@ pub fn gateway_toml(
             s.push_str(&format!(
                 "\n[[intersection.detector]]\nid = {}\nkind = {}\nlanes = {}\ndistance_m = {:?}\ngroups = {}\n\
                  source = {{ sensor = {}, quantity = \"count\", interval_s = 1.0, occupancy = \"occupancy\", presence = \"occupied\" }}\n",
-                q(&d.id),
-                q(match d.kind {
+                quoted(&d.id),
+                quoted(match d.kind {
                     DetectorKind::StopBar => "stop_bar",
                     DetectorKind::Advance => "advance",
                 }),
                 list(std::slice::from_ref(&d.lane)),
                 d.distance_m,
                 list(&d.groups),
-                q(&d.id)
+                quoted(&d.id)
             ));
         }
     }

@@ -149,6 +149,184 @@ fn attr(e: &BytesStart, name: &[u8]) -> Option<String> {
         .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()))
 }
 
+/// One element's attributes, with errors that name the file and the element.
+struct El<'a, 'e> {
+    e: &'a BytesStart<'e>,
+    name: &'static str,
+    path: &'a str,
+}
+
+impl El<'_, '_> {
+    fn bad(&self, what: String) -> NetError {
+        NetError::Bad {
+            path: self.path.to_string(),
+            element: self.name.to_string(),
+            what,
+        }
+    }
+    fn get(&self, name: &str) -> Option<String> {
+        attr(self.e, name.as_bytes())
+    }
+    fn req(&self, name: &str) -> Result<String, NetError> {
+        self.get(name)
+            .ok_or_else(|| self.bad(format!("has no `{name}`")))
+    }
+    fn num(&self, name: &str) -> Result<f64, NetError> {
+        let v = self.req(name)?;
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| self.bad(format!("`{name}` = `{v}` is not a number")))
+    }
+    fn idx(&self, name: &str) -> Result<usize, NetError> {
+        let v = self.req(name)?;
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| self.bad(format!("`{name}` = `{v}` is not an index")))
+    }
+    fn opt_num(&self, name: &str) -> Result<Option<f64>, NetError> {
+        self.get(name).map(|_| self.num(name)).transpose()
+    }
+    fn opt_idx(&self, name: &str) -> Result<Option<usize>, NetError> {
+        self.get(name).map(|_| self.idx(name)).transpose()
+    }
+}
+
+/// The state of [`Net::parse`]: the net so far and the open edge, program and junction.
+struct Parser {
+    net: Net,
+    edge: Option<Edge>,
+    logic: Option<TlLogic>,
+    junction: Option<Junction>,
+}
+
+impl Parser {
+    fn end(&mut self, name: &[u8]) {
+        match name {
+            b"edge" => {
+                if let Some(ed) = self.edge.take() {
+                    self.net.edges.insert(ed.id.clone(), ed);
+                }
+            }
+            b"tlLogic" => self.net.tl_logics.extend(self.logic.take()),
+            b"junction" => {
+                if let Some(j) = self.junction.take() {
+                    self.net.junctions.insert(j.id.clone(), j);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An element opens (`empty`: it closes at once, `<x/>`, and holds nothing).
+    fn start(&mut self, e: &BytesStart, empty: bool) -> Result<(), NetError> {
+        let path = self.net.path.clone();
+        let el = |name: &'static str| El {
+            e,
+            name,
+            path: &path,
+        };
+        match e.name().as_ref() {
+            b"edge" => {
+                let el = el("edge");
+                let ed = Edge {
+                    id: el.req("id")?,
+                    from: el.get("from").unwrap_or_default(),
+                    to: el.get("to").unwrap_or_default(),
+                    function: el.get("function").unwrap_or_default(),
+                    lanes: Vec::new(),
+                };
+                if empty {
+                    self.net.edges.insert(ed.id.clone(), ed);
+                } else {
+                    self.edge = Some(ed);
+                }
+            }
+            b"lane" => {
+                if let Some(ed) = self.edge.as_mut() {
+                    let el = el("lane");
+                    ed.lanes.push(Lane {
+                        id: el.req("id")?,
+                        index: el.idx("index")?,
+                        length: el.num("length")?,
+                        speed: el.opt_num("speed")?.unwrap_or(13.89),
+                    });
+                }
+            }
+            b"connection" => {
+                let el = el("connection");
+                self.net.connections.push(Connection {
+                    from: el.req("from")?,
+                    to: el.req("to")?,
+                    from_lane: el.idx("fromLane")?,
+                    to_lane: el.idx("toLane")?,
+                    via: el.get("via"),
+                    tl: el.get("tl"),
+                    link_index: el.opt_idx("linkIndex")?,
+                    dir: el.get("dir").unwrap_or_default(),
+                });
+            }
+            b"tlLogic" => {
+                let el = el("tlLogic");
+                let l = TlLogic {
+                    id: el.req("id")?,
+                    kind: el.get("type").unwrap_or_default(),
+                    program_id: el.get("programID").unwrap_or_default(),
+                    phases: Vec::new(),
+                };
+                if empty {
+                    self.net.tl_logics.push(l);
+                } else {
+                    self.logic = Some(l);
+                }
+            }
+            b"phase" => {
+                if let Some(l) = self.logic.as_mut() {
+                    let el = el("phase");
+                    l.phases.push(Phase {
+                        duration: el.num("duration")?,
+                        state: el.req("state")?,
+                        min_dur: el.opt_num("minDur")?,
+                        max_dur: el.opt_num("maxDur")?,
+                    });
+                }
+            }
+            b"junction" => {
+                let el = el("junction");
+                let j = Junction {
+                    id: el.req("id")?,
+                    kind: el.get("type").unwrap_or_default(),
+                    inc_lanes: el
+                        .get("incLanes")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                    requests: Vec::new(),
+                };
+                if empty {
+                    self.net.junctions.insert(j.id.clone(), j);
+                } else {
+                    self.junction = Some(j);
+                }
+            }
+            b"request" => {
+                if let Some(j) = self.junction.as_mut() {
+                    let el = el("request");
+                    j.requests.push(Request {
+                        index: el.idx("index")?,
+                        response: bits(&el.req("response")?),
+                        foes: bits(&el.req("foes")?),
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// Bits of a request string: SUMO writes link 0 as the last character.
 fn bits(s: &str) -> Vec<bool> {
     s.chars().rev().map(|c| c == '1').collect()
@@ -166,166 +344,31 @@ impl Net {
 
     /// Parses the text of a `.net.xml`; `path` names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Net, NetError> {
-        let mut net = Net {
-            path: path.to_string(),
-            ..Net::default()
+        let mut p = Parser {
+            net: Net {
+                path: path.to_string(),
+                ..Net::default()
+            },
+            edge: None,
+            logic: None,
+            junction: None,
         };
         let mut reader = Reader::from_str(text);
-        let mut edge: Option<Edge> = None;
-        let mut logic: Option<TlLogic> = None;
-        let mut junction: Option<Junction> = None;
-        let bad = |element: &str, what: String| NetError::Bad {
-            path: path.to_string(),
-            element: element.to_string(),
-            what,
-        };
-        let num = |e: &BytesStart, el: &str, name: &str| -> Result<f64, NetError> {
-            let v = attr(e, name.as_bytes()).ok_or_else(|| bad(el, format!("has no `{name}`")))?;
-            v.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite())
-                .ok_or_else(|| bad(el, format!("`{name}` = `{v}` is not a number")))
-        };
-        let idx = |e: &BytesStart, el: &str, name: &str| -> Result<usize, NetError> {
-            let v = attr(e, name.as_bytes()).ok_or_else(|| bad(el, format!("has no `{name}`")))?;
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| bad(el, format!("`{name}` = `{v}` is not an index")))
-        };
-        let req = |e: &BytesStart, el: &str, name: &str| -> Result<String, NetError> {
-            attr(e, name.as_bytes()).ok_or_else(|| bad(el, format!("has no `{name}`")))
-        };
         loop {
             let ev = reader.read_event().map_err(|e| NetError::Xml {
                 path: path.to_string(),
                 pos: reader.buffer_position(),
                 message: e.to_string(),
             })?;
-            let (e, empty) = match &ev {
-                Event::Start(e) => (e, false),
-                Event::Empty(e) => (e, true),
-                Event::End(e) => {
-                    match e.name().as_ref() {
-                        b"edge" => {
-                            if let Some(ed) = edge.take() {
-                                net.edges.insert(ed.id.clone(), ed);
-                            }
-                        }
-                        b"tlLogic" => net.tl_logics.extend(logic.take()),
-                        b"junction" => {
-                            if let Some(j) = junction.take() {
-                                net.junctions.insert(j.id.clone(), j);
-                            }
-                        }
-                        _ => {}
-                    }
-                    continue;
-                }
+            match &ev {
+                Event::Start(e) => p.start(e, false)?,
+                Event::Empty(e) => p.start(e, true)?,
+                Event::End(e) => p.end(e.name().as_ref()),
                 Event::Eof => break,
-                _ => continue,
-            };
-            match e.name().as_ref() {
-                b"edge" => {
-                    let ed = Edge {
-                        id: req(e, "edge", "id")?,
-                        from: attr(e, b"from").unwrap_or_default(),
-                        to: attr(e, b"to").unwrap_or_default(),
-                        function: attr(e, b"function").unwrap_or_default(),
-                        lanes: Vec::new(),
-                    };
-                    if empty {
-                        net.edges.insert(ed.id.clone(), ed);
-                    } else {
-                        edge = Some(ed);
-                    }
-                }
-                b"lane" => {
-                    if let Some(ed) = edge.as_mut() {
-                        ed.lanes.push(Lane {
-                            id: req(e, "lane", "id")?,
-                            index: idx(e, "lane", "index")?,
-                            length: num(e, "lane", "length")?,
-                            speed: match attr(e, b"speed") {
-                                Some(_) => num(e, "lane", "speed")?,
-                                None => 13.89,
-                            },
-                        });
-                    }
-                }
-                b"connection" => {
-                    let link_index = match attr(e, b"linkIndex") {
-                        Some(_) => Some(idx(e, "connection", "linkIndex")?),
-                        None => None,
-                    };
-                    net.connections.push(Connection {
-                        from: req(e, "connection", "from")?,
-                        to: req(e, "connection", "to")?,
-                        from_lane: idx(e, "connection", "fromLane")?,
-                        to_lane: idx(e, "connection", "toLane")?,
-                        via: attr(e, b"via"),
-                        tl: attr(e, b"tl"),
-                        link_index,
-                        dir: attr(e, b"dir").unwrap_or_default(),
-                    });
-                }
-                b"tlLogic" => {
-                    let l = TlLogic {
-                        id: req(e, "tlLogic", "id")?,
-                        kind: attr(e, b"type").unwrap_or_default(),
-                        program_id: attr(e, b"programID").unwrap_or_default(),
-                        phases: Vec::new(),
-                    };
-                    if empty {
-                        net.tl_logics.push(l);
-                    } else {
-                        logic = Some(l);
-                    }
-                }
-                b"phase" => {
-                    if let Some(l) = logic.as_mut() {
-                        let opt = |name: &str| match attr(e, name.as_bytes()) {
-                            Some(_) => num(e, "phase", name).map(Some),
-                            None => Ok(None),
-                        };
-                        l.phases.push(Phase {
-                            duration: num(e, "phase", "duration")?,
-                            state: req(e, "phase", "state")?,
-                            min_dur: opt("minDur")?,
-                            max_dur: opt("maxDur")?,
-                        });
-                    }
-                }
-                b"junction" => {
-                    let j = Junction {
-                        id: req(e, "junction", "id")?,
-                        kind: attr(e, b"type").unwrap_or_default(),
-                        inc_lanes: attr(e, b"incLanes")
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .map(str::to_string)
-                            .collect(),
-                        requests: Vec::new(),
-                    };
-                    if empty {
-                        net.junctions.insert(j.id.clone(), j);
-                    } else {
-                        junction = Some(j);
-                    }
-                }
-                b"request" => {
-                    if let Some(j) = junction.as_mut() {
-                        j.requests.push(Request {
-                            index: idx(e, "request", "index")?,
-                            response: bits(&req(e, "request", "response")?),
-                            foes: bits(&req(e, "request", "foes")?),
-                        });
-                    }
-                }
                 _ => {}
             }
         }
-        Ok(net)
+        Ok(p.net)
     }
 
     /// Ids of the traffic lights that have a program, in file order, without repeats.
