@@ -18,6 +18,7 @@ command -v xmllint >/dev/null || missing+=(libxml2-utils)
 { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } || missing+=(prometheus)
 # headless Chromium for the status page's test
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"
   sudo_if_needed apt-get update -qq

@@ -10,7 +10,7 @@ use rumqttc::{AsyncClient, QoS};
 use tokio::sync::mpsc;
 
 use crate::backoff::Backoff;
-use crate::mqtt::BrokerUrl;
+use crate::broker::LocalClient;
 use crate::status::Stats;
 
 /// A message for a local device.
@@ -32,7 +32,7 @@ pub fn queue(actions: &mpsc::Sender<LocalPublish>, stats: &Stats, p: LocalPublis
 /// Publishes every queued action on the local broker until the queue closes (when the rules
 /// and signals stages are gone).
 pub async fn run(
-    local: BrokerUrl,
+    local: LocalClient,
     client_id: String,
     mut rx: mpsc::Receiver<LocalPublish>,
     stats: Arc<Stats>,

@@ -48,6 +48,16 @@ enum Command {
     /// Run the gateway on embedded defaults: embedded broker, simulated sensors, a live status line.
     #[cfg(feature = "sim")]
     Demo(crate::sim::demo::DemoArgs),
+    /// Write mosquitto's ACL file and a mosquitto.conf fragment from an external `[broker]`.
+    BrokerConfig {
+        config: PathBuf,
+        /// Folder to write `citygate.acl` and `citygate.conf` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Set a device's password in a password file (mosquitto's `$7$` format); the password is
+    /// read from the first line of standard input.
+    Passwd { file: PathBuf, user: String },
     /// SUMO software-in-the-loop: import a net's traffic lights, or drive SUMO over TraCI.
     #[cfg(feature = "sim")]
     Sumo(Box<crate::sim::sumo::cli::SumoArgs>),
@@ -81,6 +91,8 @@ pub fn main() -> ExitCode {
             eprintln!("{NO_SIMULATOR}");
             return ExitCode::from(2);
         }
+        Command::BrokerConfig { config, out } => return broker_config(config, out),
+        Command::Passwd { file, user } => return passwd(file, user),
         _ => {}
     }
     #[cfg(feature = "sim")]
@@ -118,7 +130,11 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => crate::sim::demo::run(args).await,
         #[cfg(not(feature = "sim"))]
         Command::Demo(_) => Ok(()),
-        Command::Check { .. } | Command::Status { .. } | Command::Sumo(_) => Ok(()),
+        Command::Check { .. }
+        | Command::Status { .. }
+        | Command::BrokerConfig { .. }
+        | Command::Passwd { .. }
+        | Command::Sumo(_) => Ok(()),
     }
 }
 
@@ -151,6 +167,47 @@ pub(crate) async fn run_until_stopped(
     gw.shutdown().await;
     println!("{}", stats.snapshot());
     Ok(())
+}
+
+/// `citygate broker-config CONFIG --out DIR`: prints the files written, or the error.
+fn broker_config(config: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    let written = config::load(config)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            crate::field::mosquitto::write(&cfg, out, &|name| std::env::var(name).ok())
+        });
+    match written {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `citygate passwd FILE USER`, the password on standard input.
+fn passwd(file: &std::path::Path, user: &str) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("citygate passwd: reading the password from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    match crate::field::passwd::set(file, user, password) {
+        Ok(()) => {
+            println!("{}: password of `{user}` set", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("citygate passwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `citygate status CONFIG`: the last status the gateway wrote, and how old it is.

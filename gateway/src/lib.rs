@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod field;
 pub mod http;
 pub mod logging;
 pub mod mqtt;

@@ -34,7 +34,7 @@ use crate::stages::rules::{self, Rules};
 use crate::stages::signals::{self as signal_stage, SignalInputs};
 use crate::stages::upkeep;
 use crate::status::Stats;
-use crate::tls::{SecurityError, UplinkSecurity};
+use crate::tls::{ClientKeys, SecurityError, UplinkSecurity};
 use crate::uplink::{self, UplinkParams};
 use crate::{actions, broker, clock, sources};
 
@@ -127,10 +127,14 @@ fn channel_if<T>(on: bool, bound: usize) -> (Option<mpsc::Sender<T>>, Option<mps
 /// Starts every stage of the gateway described by a validated `cfg`.
 pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let gw = cfg.gateway.id.clone();
+    for w in crate::config::broker_warnings(&cfg) {
+        tracing::warn!("{w}");
+    }
     // Before anything starts: a server beyond loopback without its token refuses to start.
     let http_token = crate::http::token_from_env(&cfg.http)?;
-    let local = local_broker(&cfg.broker).await?;
-    let params = uplink_params(&cfg, &local)?;
+    let stats = Arc::new(Stats::default());
+    let (local, own) = local_broker(&cfg.broker, &stats).await?;
+    let params = uplink_params(&cfg, &own)?;
     let verifier = Verifier::new(&gw, &cfg.commands)?;
     if !verifier.has_keys() {
         tracing::info!("downlink commands disabled: no [commands] keys");
@@ -141,7 +145,6 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         path: data_dir.clone(),
         source,
     })?;
-    let stats = Arc::new(Stats::default());
     let records = upkeep::open(&data_dir, &gw, &cfg.outbox, Arc::clone(&stats))?;
 
     // The channels between the stages, in the direction of the flow.
@@ -170,14 +173,14 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     let (peers_tx, peers_rx) = channel_if(signals.coordinates(), PEERS_CHANNEL);
     if let Some(tx) = peers_tx {
         tokio::spawn(crate::signals::peers::listen(
-            local.clone(),
+            own.clone(),
             gw.clone(),
             tx,
             Arc::clone(&stats),
         ));
     }
     let ingest = tokio::spawn(sources::mqtt::run(
-        local.clone(),
+        own.clone(),
         format!("citygate-{gw}-ingest"),
         cfg.sources.mqtt.clone(),
         readings_tx,
@@ -208,7 +211,7 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         actions_tx,
     ));
     let actions = tokio::spawn(actions::run(
-        local.clone(),
+        own.clone(),
         format!("citygate-{gw}-actions"),
         actions_rx,
         Arc::clone(&stats),
@@ -252,25 +255,32 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     })
 }
 
-/// The local broker: the embedded one started on its `listen` address, or the external one.
-async fn local_broker(cfg: &BrokerConfig) -> Result<BrokerUrl, RunError> {
+/// The local broker: the embedded one (rumqttd behind the field gate), or the external one.
+/// Returns the address field devices use and how the gateway's own clients connect.
+async fn local_broker(
+    cfg: &BrokerConfig,
+    stats: &Arc<Stats>,
+) -> Result<(BrokerUrl, broker::LocalClient), RunError> {
     match cfg {
-        BrokerConfig::Embedded { listen } => {
-            let listen = *listen;
-            let addr = tokio::task::spawn_blocking(move || broker::start(listen))
-                .await
-                .map_err(|e| broker::BrokerError::PortTaken {
-                    addr: listen,
-                    source: std::io::Error::other(e),
-                })??;
-            tracing::info!("embedded broker listening on {addr}");
-            Ok(BrokerUrl {
-                host: addr.ip().to_string(),
-                port: addr.port(),
+        BrokerConfig::Embedded { .. } => {
+            let b = broker::start(cfg, Arc::clone(stats)).await?;
+            match b.tls_listen {
+                Some(t) => {
+                    tracing::info!("embedded broker listening on {} and {t} (TLS)", b.listen)
+                }
+                None => tracing::info!("embedded broker listening on {}", b.listen),
+            }
+            let field = BrokerUrl {
+                host: b.listen.ip().to_string(),
+                port: b.listen.port(),
                 tls: false,
-            })
+            };
+            Ok((field, b.client))
         }
-        BrokerConfig::External { url } => Ok(BrokerUrl::parse(url)?),
+        BrokerConfig::External { url, .. } => {
+            let client = broker::LocalClient::external(cfg, url, &|name| std::env::var(name).ok())?;
+            Ok((client.url.clone(), client))
+        }
     }
 }
 
@@ -309,15 +319,22 @@ fn hazard_engine(cfg: &Config) -> Result<Option<HazardEngine>, RunError> {
     })
 }
 
-/// The uplink's broker (the local one without `[uplink] url`), TLS and credentials.
-fn uplink_params(cfg: &Config, local: &BrokerUrl) -> Result<UplinkParams, RunError> {
-    let url = match &cfg.uplink.url {
-        Some(u) => BrokerUrl::parse(u)?,
-        None => local.clone(),
+/// The uplink's broker (without `[uplink] url`, the local one, as the gateway's own clients
+/// reach it), TLS and credentials.
+fn uplink_params(cfg: &Config, local: &broker::LocalClient) -> Result<UplinkParams, RunError> {
+    let (url, security) = match &cfg.uplink.url {
+        Some(u) => {
+            let url = BrokerUrl::parse(u)?;
+            let security = UplinkSecurity::load(
+                ClientKeys::uplink(&cfg.uplink),
+                url.tls,
+                &url.to_string(),
+                &|name| std::env::var(name).ok(),
+            )?;
+            (url, security)
+        }
+        None => (local.url.clone(), local.security.clone()),
     };
-    let security = UplinkSecurity::load(&cfg.uplink, url.tls, &url.to_string(), &|name| {
-        std::env::var(name).ok()
-    })?;
     if security.credentials.is_some() && !url.tls {
         tracing::warn!(
             "uplink {url}: sending the MQTT password without TLS; use mqtts:// outside a test bench"

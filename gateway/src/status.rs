@@ -59,6 +59,8 @@ pub struct Stats {
     pub uplink_changed_ms: AtomicU64,
     /// Each stage task's last heartbeat (`clock::mono_ms() + 1`; 0: none yet), by [`Stage`].
     pub beats: [AtomicU64; Stage::ALL.len()],
+    /// The field gate's connections and refusals (`field`).
+    pub field: crate::field::FieldCounters,
 }
 
 /// The stage tasks that beat (see [`Stats::beat`]); `/healthz` checks them.
@@ -389,6 +391,7 @@ impl Stats {
                 .map(|(c, max)| c.status(*max))
                 .unwrap_or_default(),
             signals: self.signals.lock().map(|s| s.clone()).unwrap_or_default(),
+            field: self.field.snapshot(),
         }
     }
 }
@@ -428,13 +431,16 @@ pub struct Snapshot {
     pub commands_accepted: u64,
     #[serde(default)]
     pub commands_rejected: u64,
+    /// Field connections and what the gate refused.
+    #[serde(default)]
+    pub field: crate::field::FieldSnapshot,
 }
 
 impl fmt::Display for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {})",
+            "readings in {} (malformed {}, late {}) | summaries out {} | alerts {}{} | outbox {}{} | uplink {} (delivered {}, reconnects {}){}",
             self.readings_in,
             self.malformed,
             self.late,
@@ -446,6 +452,7 @@ impl fmt::Display for Snapshot {
             if self.uplink_connected { "up" } else { "down" },
             self.delivered,
             self.uplink_reconnects,
+            self.field.refusals(),
         )?;
         // one line per intersection: stage, controller, field controller, last decision
         for i in &self.signals {

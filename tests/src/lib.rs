@@ -3,6 +3,7 @@
 //! field readings.
 
 pub mod modbus;
+pub mod pki;
 pub mod proxy;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 //! An open alert incident continues under its identifier and is cancelled with references to
 //! what was sent before the kill.
 
+use base64::prelude::Engine as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -323,7 +324,7 @@ impl Platform {
 
     fn public_key(&self) -> String {
         use ring::signature::KeyPair as _;
-        citygate::commands::base64::encode(self.key.public_key().as_ref())
+        base64::prelude::BASE64_STANDARD.encode(self.key.public_key().as_ref())
     }
 
     fn signed(&self, name: &str, nonce: &str, args: serde_json::Value) -> Vec<u8> {

@@ -6,6 +6,10 @@
 //! | `citygate_protocols::senml::decode` + `readings` | field devices (SenML sources) |
 //! | `citygate::sources::mqtt::Router::decode` (SenML and plain JSON) | field devices |
 //! | `citygate_protocols::topic::parse` | anything on the uplink broker |
+//! | `citygate::field::gate::first_in`, `screen` (MQTT frames, topic ACLs) | any client of the embedded broker |
+//! | `citygate::field::acl` (`may_publish`, `may_subscribe`, `filter_covers`), `mqtt::filter_matches` | the topics of any client |
+//! | `citygate::signals::lookahead::peer::decode` | anything that can publish on a peer topic |
+//! | a running field gate, on raw bytes and mutated packets from many connections | any client of the embedded broker |
 //! | `citygate::commands::Verifier::verify` | anything that can publish on the command topic |
 //! | `citygate::config::load_str` | the operator's config file |
 //!
@@ -487,7 +491,8 @@ async fn survives_a_ten_megabyte_publish(text: String, local_port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_megabyte_publish_to_the_embedded_broker() {
-    // rumqttd refuses packets above `broker::MAX_PAYLOAD` (256 KiB) and drops that client.
+    // The field gate refuses packets above `field::gate::MAX_PACKET` (256 KiB and headers) from
+    // their fixed header and drops that client.
     let dir = tempfile::tempdir().unwrap();
     let local = free_port();
     let uplink = free_port();
@@ -538,4 +543,212 @@ async fn ten_megabyte_publish_through_mosquitto() {
         biggest.load(Ordering::Relaxed) >= 10 << 20,
         "mosquitto did not forward the 10 MB publish"
     );
+}
+
+// ---- the field gate ----------------------------------------------------------------------------
+
+use bytes::BytesMut;
+use citygate::config::DeviceAclConfig;
+use citygate::field::acl::{filter_covers, Acl, Identity};
+use citygate::field::gate::{first_in, screen};
+use proptest::strategy::ValueTree;
+use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe, SubscribeFilter};
+
+fn level() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("+".to_string()),
+        Just("#".to_string()),
+        Just(String::new()),
+        Just("$SYS".to_string()),
+        "[a-c]{1,2}",
+        "[^/]{0,4}",
+    ]
+}
+
+/// Topics and filters from a few levels, wildcards anywhere (valid or not).
+fn topic_like() -> impl Strategy<Value = String> {
+    proptest::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+}
+
+fn gate_acl() -> Acl {
+    Acl::new(&[DeviceAclConfig {
+        user: "dev".into(),
+        publish: vec!["a/+".into(), "b/#".into()],
+        subscribe: vec!["c/+/d".into()],
+    }])
+}
+
+/// Valid packets a client sends, written by rumqttc, each possibly mutated, back to back.
+fn client_stream() -> impl Strategy<Value = Vec<u8>> {
+    let packet = (
+        0..5u8,
+        topic_like(),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    )
+        .prop_map(|(kind, topic, payload)| {
+            let p = match kind {
+                0 => Packet::Publish(Publish::new(topic, rumqttc::QoS::AtLeastOnce, payload)),
+                1 => Packet::Subscribe(Subscribe::new_many([SubscribeFilter::new(
+                    topic,
+                    rumqttc::QoS::AtMostOnce,
+                )])),
+                2 => Packet::Connect(Connect::new(topic)),
+                3 => Packet::PingReq,
+                _ => Packet::Publish(Publish::new(topic, rumqttc::QoS::AtMostOnce, payload)),
+            };
+            let mut b = BytesMut::new();
+            let _ = p.write(&mut b, 1 << 20);
+            b.to_vec()
+        });
+    proptest::collection::vec(packet, 1..6)
+        .prop_map(|ps| ps.concat())
+        .prop_flat_map(|b| prop_oneof![Just(b.clone()), mutated(b)])
+}
+
+#[test]
+fn the_gate_forwards_only_what_the_acl_allows_and_never_panics() {
+    let acl = gate_acl();
+    let bytes = prop_oneof![
+        client_stream(),
+        proptest::collection::vec(any::<u8>(), 0..200)
+    ];
+    fuzz(&bytes, |bytes| {
+        for who in [
+            Identity::Device("dev".into()),
+            Identity::Device("other".into()),
+        ] {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut out = BytesMut::new();
+            let _ = screen(&mut buf, &mut out, &acl, &who);
+            // Every packet forwarded parses and is allowed.
+            while !out.is_empty() {
+                let p = Packet::read(&mut out, 1 << 20);
+                let p = p.map_err(|e| TestCaseError::fail(format!("forwarded garbage: {e}")))?;
+                match p {
+                    Packet::Publish(p) => {
+                        prop_assert!(acl.may_publish(&who, &p.topic), "{}", p.topic)
+                    }
+                    Packet::Subscribe(s) => {
+                        for f in s.filters {
+                            prop_assert!(acl.may_subscribe(&who, &f.path), "{}", f.path);
+                        }
+                    }
+                    Packet::Connect(_) => prop_assert!(false, "a second CONNECT was forwarded"),
+                    _ => {}
+                }
+            }
+            let mut first = BytesMut::from(&bytes[..]);
+            let _ = first_in(&mut first);
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn topic_acls_are_sound_and_never_panic() {
+    let acl = gate_acl();
+    fuzz(&(topic_like(), topic_like(), topic_like()), |(a, r, t)| {
+        // What a covering filter lets a client subscribe to never reaches past the allowed one.
+        if filter_covers(&a, &r) && citygate::mqtt::filter_matches(&r, &t) {
+            prop_assert!(
+                citygate::mqtt::filter_matches(&a, &t),
+                "{a} covers {r}, which matches {t}"
+            );
+        }
+        let dev = Identity::Device("dev".into());
+        if acl.may_publish(&dev, &t) {
+            prop_assert!(!t.contains(['+', '#']) && !t.starts_with('$'), "{t}");
+        }
+        let _ = acl.may_subscribe(&dev, &r);
+        let _ = acl.may_publish(&Identity::Anonymous, &t);
+        Ok(())
+    });
+}
+
+#[test]
+fn peer_flow_decoder_never_panics() {
+    use citygate::signals::lookahead::peer;
+    fn flow() -> impl Strategy<Value = Vec<u8>> {
+        (json_value(), json_value(), json_value()).prop_map(|(v, l, u)| {
+            serde_json::to_vec(&json!([{"from": "int-1", "to": "int-2", "group": "E",
+                "vehicles": v, "leaves_at": l, "until": u}]))
+            .unwrap_or_default()
+        })
+    }
+    let bytes = prop_oneof![
+        flow(),
+        flow().prop_flat_map(mutated),
+        json_value().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
+        proptest::collection::vec(any::<u8>(), 0..200),
+    ];
+    fuzz(&bytes, |bytes| {
+        if let Ok(flows) = peer::decode(&bytes) {
+            for f in flows {
+                prop_assert!(
+                    f.vehicles.is_finite() && f.leaves_at.is_finite() && f.until.is_finite()
+                );
+            }
+        }
+        Ok(())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_gate_survives_garbage_from_many_connections() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let local = free_port();
+    let text = gateway_config("gw-garbage", local, "mqtt://127.0.0.1:1", dir.path(), 60)
+        .replace("[uplink]\nurl = \"mqtt://127.0.0.1:1\"\n", "[uplink]\n");
+    let gw = citygate::run::start(load_config(&text)).await.unwrap();
+    wait_subscribed(&gw).await;
+    // A CONNECT that the gate accepts, then random packets; and random bytes from the start.
+    let mut connect = BytesMut::new();
+    Connect::new("garbage").write(&mut connect).unwrap();
+    let mut runner = TestRunner::new(PropConfig::default());
+    let streams = prop_oneof![
+        client_stream(),
+        proptest::collection::vec(any::<u8>(), 0..200)
+    ];
+    let mut sent = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(4) || sent < 50 {
+        let body = streams.new_tree(&mut runner).unwrap().current();
+        let with_connect = sent % 2 == 0;
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local))
+            .await
+            .unwrap();
+        if with_connect {
+            let _ = s.write_all(&connect).await;
+        }
+        let _ = s.write_all(&body).await;
+        let _ = s.shutdown().await;
+        sent += 1;
+    }
+    println!("sent {sent} garbage streams to the gate");
+    // The gateway still ingests from an ordinary device.
+    let publisher = Publisher::connect(local, "after-garbage").await;
+    let before = gw.stats.readings_in.load(Ordering::Relaxed);
+    let ok = eventually(Duration::from_secs(10), || {
+        let p = publisher.client.clone();
+        tokio::spawn(async move {
+            let _ = p
+                .publish(
+                    "field/s9/value",
+                    QoS::AtLeastOnce,
+                    false,
+                    reading_payload(1.0, NOW),
+                )
+                .await;
+        });
+        gw.stats.readings_in.load(Ordering::Relaxed) > before
+    })
+    .await;
+    assert!(
+        ok,
+        "ingest stopped after the garbage: {}",
+        gw.stats.snapshot()
+    );
+    drop(publisher);
+    gw.shutdown().await;
 }

@@ -42,15 +42,14 @@ pub fn load_with_env(
     let mut config = load_text(&text, &file, env, base)?;
     if let Some(dir) = path.parent() {
         let u = &mut config.uplink;
-        for p in [
+        let mut paths = vec![
             Some(&mut config.gateway.data_dir),
             u.ca_file.as_mut(),
             u.client_cert_file.as_mut(),
             u.client_key_file.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        ];
+        paths.extend(config.broker.files_mut().into_iter().map(Some));
+        for p in paths.into_iter().flatten() {
             if p.is_relative() {
                 *p = dir.join(&*p);
             }
@@ -194,15 +193,17 @@ pub fn check(path: &Path) -> (String, bool) {
     match load(path) {
         Ok(c) => {
             let n = c.sources.mqtt.len() + c.sources.modbus.len();
-            (
-                format!(
-                    "OK: {} (gateway {}, {n} source{})",
-                    path.display(),
-                    c.gateway.id,
-                    if n == 1 { "" } else { "s" }
-                ),
-                true,
-            )
+            let mut text = format!(
+                "OK: {} (gateway {}, {n} source{})",
+                path.display(),
+                c.gateway.id,
+                if n == 1 { "" } else { "s" }
+            );
+            for w in super::broker_warnings(&c) {
+                text.push_str("\nwarning: ");
+                text.push_str(&w);
+            }
+            (text, true)
         }
         Err(e) => (e.to_string(), false),
     }
@@ -220,6 +221,10 @@ fn check_broker_values(
             "broker.listen",
             "a string `ip:port`, e.g. \"127.0.0.1:1883\"",
         ),
+        (
+            "broker.tls_listen",
+            "a string `ip:port`, e.g. \"0.0.0.0:8883\"",
+        ),
         ("broker.url", "a string `mqtt://host:port`"),
     ] {
         if !index.contains(path) {
@@ -233,7 +238,7 @@ fn check_broker_values(
                 format!("invalid type: expected {expected}"),
             ));
         };
-        if path != "broker.listen" {
+        if path == "broker.url" {
             continue;
         }
         let value = substitute(&s.value, env).ok()?;

@@ -23,8 +23,8 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors, ValidationError};
 pub use load::{check, load, load_str, load_str_with_env, load_with_env};
 pub use validate::{
-    check_topic_filter, is_env_var_name, parse_mqtt_url, parse_sensor_template, MqttUrl,
-    TemplatePart,
+    anonymous_on, anonymous_setting, broker_warnings, check_topic_filter, is_env_var_name,
+    parse_mqtt_url, parse_sensor_template, MqttUrl, TemplatePart,
 };
 
 /// The whole configuration file.
@@ -70,28 +70,141 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "mode", rename_all = "snake_case")]
 pub enum BrokerConfig {
-    /// An embedded broker (rumqttd) started by the gateway.
+    /// An embedded broker (rumqttd) started by the gateway, behind the field gate
+    /// (`field::gate`): authentication, TLS and topic ACLs.
     Embedded {
-        /// Address to listen on.
+        /// Plain MQTT listener.
         #[serde(default = "default_listen")]
         listen: SocketAddr,
+        /// MQTT over TLS listener (needs `cert_file` and `key_file`).
+        #[serde(default)]
+        tls_listen: Option<SocketAddr>,
+        /// PEM server certificate chain of `tls_listen`.
+        #[serde(default)]
+        cert_file: Option<PathBuf>,
+        /// PEM private key of `cert_file`.
+        #[serde(default)]
+        key_file: Option<PathBuf>,
+        /// Device passwords, mosquitto format (`user:$7$...`, made by `mosquitto_passwd`).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+        /// Accept clients without credentials (loopback listeners only). Default: `true` when
+        /// `listen` is a loopback address and there is no `password_file`.
+        #[serde(default)]
+        anonymous: Option<bool>,
+        /// `[[broker.devices]]`: what each device may publish and subscribe to.
+        #[serde(default)]
+        devices: Vec<DeviceAclConfig>,
+        /// Field connections open at once at most; more are refused.
+        #[serde(default = "default_max_connections")]
+        max_connections: usize,
+        /// Publishes a second each device connection may send (a token bucket of one second's
+        /// worth); faster senders are held back. 0: no limit. Not applied to anonymous
+        /// (loopback) clients.
+        #[serde(default = "default_max_publish_per_s")]
+        max_publish_per_s: u32,
     },
-    /// A broker run elsewhere, e.g. mosquitto.
+    /// A broker run elsewhere, e.g. mosquitto; `citygate broker-config` writes its ACL.
     External {
-        /// `mqtt://host:port`
+        /// `mqtt://host:port` or `mqtts://host:port`
         url: String,
+        /// PEM CA certificate(s) the broker's certificate must chain to; required for mqtts.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+        /// PEM client certificate chain (mTLS), with `client_key_file`.
+        #[serde(default)]
+        client_cert_file: Option<PathBuf>,
+        /// PEM private key of `client_cert_file`.
+        #[serde(default)]
+        client_key_file: Option<PathBuf>,
+        /// Name of the environment variable holding the gateway's user name on this broker.
+        #[serde(default)]
+        username_env: Option<String>,
+        /// Name of the environment variable holding its password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// The device password file mosquitto reads (written into `broker-config`'s output).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+        /// `[[broker.devices]]`, for the ACL file `citygate broker-config` writes.
+        #[serde(default)]
+        devices: Vec<DeviceAclConfig>,
     },
+}
+
+/// One `[[broker.devices]]` entry: a device's user name and its topics.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceAclConfig {
+    /// User name, as in the password file.
+    pub user: String,
+    /// Topic filters the device may publish on.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Topic filters the device may subscribe to (none by default).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 1883))
 }
 
+const fn default_max_connections() -> usize {
+    1024
+}
+
+const fn default_max_publish_per_s() -> u32 {
+    200
+}
+
+impl BrokerConfig {
+    /// An embedded broker on `listen` with every other key at its default.
+    pub fn embedded(listen: SocketAddr) -> BrokerConfig {
+        BrokerConfig::Embedded {
+            listen,
+            tls_listen: None,
+            cert_file: None,
+            key_file: None,
+            password_file: None,
+            anonymous: None,
+            devices: Vec::new(),
+            max_connections: default_max_connections(),
+            max_publish_per_s: default_max_publish_per_s(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The file paths of the section, to resolve relative to the config file.
+    pub fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            BrokerConfig::Embedded {
+                cert_file,
+                key_file,
+                password_file,
+                ..
+            } => [cert_file, key_file, password_file]
+                .into_iter()
+                .filter_map(Option::as_mut)
+                .collect(),
+            BrokerConfig::External {
+                ca_file,
+                client_cert_file,
+                client_key_file,
+                password_file,
+                ..
+            } => [ca_file, client_cert_file, client_key_file, password_file]
+                .into_iter()
+                .filter_map(Option::as_mut)
+                .collect(),
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
-        BrokerConfig::Embedded {
-            listen: default_listen(),
-        }
+        BrokerConfig::embedded(default_listen())
     }
 }
 

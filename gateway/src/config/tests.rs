@@ -72,7 +72,9 @@ fn unknown_key_in_tagged_broker_table() {
     let text = format!("{GATEWAY}[broker]\nmode = \"embedded\"\nport = 1883\n");
     assert_eq!(
         errors(&text),
-        "config/x.toml:6:1: broker.port: unknown field `port`, expected `listen`"
+        "config/x.toml:6:1: broker.port: unknown field `port`, expected one of `listen`, \
+         `tls_listen`, `cert_file`, `key_file`, `password_file`, `anonymous`, `devices`, \
+         `max_connections`, `max_publish_per_s`"
     );
 }
 
@@ -551,7 +553,7 @@ fn default_config_matches_the_demo() {
     assert_eq!(c.gateway.data_dir, config_dir().join("../data/gw-demo"));
     assert!(matches!(
         c.broker,
-        BrokerConfig::Embedded { listen } if listen.to_string() == "127.0.0.1:1883"
+        BrokerConfig::Embedded { listen, .. } if listen.to_string() == "127.0.0.1:1883"
     ));
     assert_eq!(c.summaries.window_s, 10);
     let [traffic, flood] = &c.sources.mqtt[..] else {
@@ -615,7 +617,11 @@ fn check_reports_ok_or_errors() {
     assert_eq!(
         check(&path),
         (
-            format!("OK: {} (gateway gw-1, 1 source)", path.display()),
+            format!(
+                "OK: {} (gateway gw-1, 1 source)\nwarning: uplink: no `url`, so the uplink is the local broker: records never leave this \
+                 gateway and any local client can read them; set [uplink] url",
+                path.display()
+            ),
             true
         )
     );
@@ -646,7 +652,7 @@ fn minimal_config_takes_the_documented_defaults() {
     let c = ok(GATEWAY);
     assert!(matches!(
         c.broker,
-        BrokerConfig::Embedded { listen } if listen.to_string() == "127.0.0.1:1883"
+        BrokerConfig::Embedded { listen, .. } if listen.to_string() == "127.0.0.1:1883"
     ));
     assert!(c.sources.mqtt.is_empty());
     assert_eq!(c.summaries.window_s, 60);
@@ -678,7 +684,11 @@ fn check_accepts_the_demo_config() {
     assert_eq!(
         check(&path),
         (
-            format!("OK: {} (gateway gw-demo, 6 sources)", path.display()),
+            format!(
+                "OK: {} (gateway gw-demo, 6 sources)\nwarning: uplink: no `url`, so the uplink is the local broker: records never leave this \
+                 gateway and any local client can read them; set [uplink] url",
+                path.display()
+            ),
             true
         )
     );

@@ -9,7 +9,9 @@ use std::collections::HashMap;
 
 use citygate_protocols::Unit;
 
+mod broker;
 mod syntax;
+pub use broker::{anonymous_on, anonymous_setting, broker_warnings};
 use syntax::{check_dot_path, check_template_against_filter, is_quantity_name};
 pub use syntax::{
     check_topic_filter, is_env_var_name, parse_mqtt_url, parse_sensor_template, MqttUrl,
@@ -18,7 +20,7 @@ pub use syntax::{
 
 use super::error::ValidationError;
 use super::report::Report;
-use super::{BrokerConfig, Config, MqttSourceConfig, PayloadFormat};
+use super::{Config, MqttSourceConfig, PayloadFormat};
 use crate::commands::envelope::valid_key_id;
 use crate::commands::verify::decode_public_key;
 
@@ -264,11 +266,7 @@ impl Config {
     }
 
     fn validate_broker(&self, r: &mut Report) {
-        if let BrokerConfig::External { url } = &self.broker {
-            if let Err(e) = parse_mqtt_url(url) {
-                r.push("broker.url", e);
-            }
-        }
+        broker::validate_broker(&self.broker, r);
     }
 
     fn validate_sources(&self, r: &mut Report) {
@@ -421,73 +419,23 @@ impl Config {
     /// variables' values are read and checked at start (`tls::UplinkSecurity::load`).
     fn validate_uplink_security(&self, r: &mut Report) {
         let u = &self.uplink;
-        let tls = u
-            .url
-            .as_deref()
-            .and_then(|url| parse_mqtt_url(url).ok())
-            .map(|url| url.tls);
-        if tls == Some(true) && u.ca_file.is_none() {
-            r.push(
-                "uplink.ca_file",
-                "an `mqtts://` uplink needs `ca_file`: citygate trusts only the CA configured \
-                 here, never the system roots",
-            );
-        }
-        for (key, value) in [
-            ("ca_file", &u.ca_file),
-            ("client_cert_file", &u.client_cert_file),
-            ("client_key_file", &u.client_key_file),
-        ] {
-            let Some(path) = value else { continue };
-            if path.as_os_str().is_empty() {
-                r.push(format!("uplink.{key}"), format!("{key} is empty"));
-            } else if tls == Some(false) || u.url.is_none() {
-                r.push(
-                    format!("uplink.{key}"),
-                    format!("`{key}` needs a TLS uplink: set `url` to `mqtts://host:port`"),
-                );
-            }
-        }
-        match (&u.client_cert_file, &u.client_key_file) {
-            (Some(_), None) => r.push(
-                "uplink.client_cert_file",
-                "`client_cert_file` needs `client_key_file` too",
-            ),
-            (None, Some(_)) => r.push(
-                "uplink.client_key_file",
-                "`client_key_file` needs `client_cert_file` too",
-            ),
-            _ => {}
-        }
-        for (key, value) in [
-            ("username_env", &u.username_env),
-            ("password_env", &u.password_env),
-        ] {
-            if let Some(name) = value {
-                if !is_env_var_name(name) {
-                    // Do not repeat the value: it may be a secret written by mistake.
-                    r.push(
-                        format!("uplink.{key}"),
-                        format!(
-                            "`{key}` must be the NAME of an environment variable (upper-case \
-                             letters, digits and `_`, e.g. `CITYGATE_UPLINK_PASSWORD`), never \
-                             the credential itself; secrets are not allowed in config files"
-                        ),
-                    );
-                }
-            }
-        }
-        match (&u.username_env, &u.password_env) {
-            (Some(_), None) => r.push(
-                "uplink.username_env",
-                "`username_env` needs `password_env` too",
-            ),
-            (None, Some(_)) => r.push(
-                "uplink.password_env",
-                "`password_env` needs `username_env` too",
-            ),
-            _ => {}
-        }
+        broker::client_keys(
+            &broker::ClientKeys {
+                section: "uplink",
+                has_url: u.url.is_some(),
+                tls: u
+                    .url
+                    .as_deref()
+                    .and_then(|url| parse_mqtt_url(url).ok())
+                    .map(|url| url.tls),
+                ca_file: &u.ca_file,
+                client_cert_file: &u.client_cert_file,
+                client_key_file: &u.client_key_file,
+                username_env: &u.username_env,
+                password_env: &u.password_env,
+            },
+            r,
+        );
     }
 
     fn validate_commands(&self, r: &mut Report) {
@@ -726,6 +674,7 @@ mod tests {
             p,
             ["uplink.password_env: `password_env` needs `username_env` too"]
         );
+        use super::syntax::is_env_var_name;
         assert!(is_env_var_name("CITYGATE_UPLINK_PASSWORD"));
         assert!(is_env_var_name("_X1"));
         for bad in ["", "1X", "lower", "A-B", "A B"] {

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::controller::PlannedFlow;
 use super::lookahead::peer;
 use crate::backoff::Backoff;
-use crate::mqtt::BrokerUrl;
+use crate::broker::LocalClient;
 use crate::status::Stats;
 
 /// Peer messages waiting for the rules task; when full, the newest is dropped and logged
@@ -41,7 +41,7 @@ pub fn from_other_gateway(topic_name: &str, own: &str) -> bool {
 
 /// Listens until the receiver is gone.
 pub async fn listen(
-    local: BrokerUrl,
+    local: LocalClient,
     own: String,
     tx: mpsc::Sender<Vec<PlannedFlow>>,
     stats: Arc<Stats>,

@@ -37,9 +37,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut cfg: Config = config::load_str(DEFAULT_CONFIG, "config/citygate.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.gateway.data_dir = args.data_dir;
-    cfg.broker = config::BrokerConfig::Embedded {
-        listen: args.listen,
-    };
+    cfg.broker = config::BrokerConfig::embedded(args.listen);
     cfg.http.listen = args.http;
     // The intersections' signal controllers and a flood station run the real firmware
     // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.

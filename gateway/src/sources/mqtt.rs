@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backoff::Backoff;
 use crate::config::{parse_sensor_template, MqttSourceConfig, PayloadFormat, TemplatePart};
 use crate::logging::{RateLimit, Verdict};
-use crate::mqtt::{filter_matches, BrokerUrl};
+use crate::mqtt::filter_matches;
 use crate::status::Stats;
 
 /// A compiled `[[sources.mqtt]]` entry.
@@ -200,7 +200,7 @@ impl Router {
 /// Subscribes to every route's filter on the local broker and sends decoded readings to `tx`
 /// until `shutdown` turns true. A full channel holds the event loop (back-pressure).
 pub async fn run(
-    url: BrokerUrl,
+    url: crate::broker::LocalClient,
     client_id: String,
     sources: Vec<MqttSourceConfig>,
     tx: mpsc::Sender<Reading>,
