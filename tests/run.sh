@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole citygate test suite. Installs what the tests need when it is missing:
-# Debian packages (mosquitto, socat, libxml2-utils) with apt-get, Python tools (pymodbus)
+# Debian packages (mosquitto, socat, libxml2-utils, prometheus,
+# chromium) with apt-get, Python tools (pymodbus)
 # in a venv at .venv, and SUMO (tests/sumo.sh: eclipse-sumo in .venv-sumo, the kit's D1/D2
 # scenarios). The SUMO tests fail here rather than skip (CITYGATE_REQUIRE_SUMO=1).
 # Extra arguments go to `cargo test`.
@@ -13,6 +14,10 @@ missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v socat >/dev/null || missing+=(socat)
 command -v xmllint >/dev/null || missing+=(libxml2-utils)
+# promtool and a Prometheus server for tests/tests/observe.rs
+{ [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } || missing+=(prometheus)
+# headless Chromium for the status page's test
+[ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]}"

@@ -60,7 +60,16 @@ pub async fn run(
             }
         }
     });
-    while let Some(a) = rx.recv().await {
+    let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
+    loop {
+        let a = tokio::select! {
+            a = rx.recv() => a,
+            _ = beat.tick() => {
+                stats.beat(crate::status::Stage::Actions);
+                continue;
+            }
+        };
+        let Some(a) = a else { break };
         tracing::info!("local action: {} <- {}", a.topic, a.payload);
         if client
             .publish(a.topic.clone(), QoS::AtLeastOnce, false, a.payload)

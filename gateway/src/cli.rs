@@ -30,6 +30,9 @@ struct NoSimulator {
     about = "Edge gateway for smart-city sensors"
 )]
 struct Cli {
+    /// How the log (stderr) is written.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,15 +73,8 @@ enum Command {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    crate::logging::init(cli.log_format);
     match &cli.command {
         Command::Check { config } => {
             let (text, ok) = config::check(config);
@@ -233,7 +229,7 @@ fn print_status(config: &std::path::Path) -> ExitCode {
                 "not running (status is stale)"
             };
             println!("gateway {}: {state}, status {age:.0} s old", s.gateway);
-            println!("{}", s.line);
+            println!("{}", s.report());
             ExitCode::SUCCESS
         }
         Err(e) => {

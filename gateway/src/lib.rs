@@ -12,6 +12,8 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod field;
+pub mod http;
+pub mod logging;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;

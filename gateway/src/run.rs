@@ -82,6 +82,8 @@ pub enum RunError {
     Security(#[from] SecurityError),
     #[error(transparent)]
     Commands(#[from] VerifierError),
+    #[error(transparent)]
+    HttpToken(#[from] crate::http::TokenError),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -97,6 +99,8 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     /// The Modbus field buses, for writes (signal control, alert actions).
     pub modbus: Option<sources::modbus::ModbusHandle>,
+    /// The HTTP server (`[http]`), when enabled and listening.
+    pub http: Option<crate::http::HttpServer>,
     stop_ingest: watch::Sender<bool>,
     stop_uplink: watch::Sender<bool>,
     /// In the order they stop: ingest, rules, signals, actions, then upkeep and uplink.
@@ -132,6 +136,8 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
     for w in crate::config::broker_warnings(&cfg) {
         tracing::warn!("{w}");
     }
+    // Before anything starts: a server beyond loopback without its token refuses to start.
+    let http_token = crate::http::token_from_env(&cfg.http)?;
     let stats = Arc::new(Stats::default());
     let (local, own) = local_broker(&cfg.broker, &stats).await?;
     let params = uplink_params(&cfg, &own)?;
@@ -164,6 +170,10 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
                 .map_err(|e| RunError::Modbus(e.to_string()))?,
         )
     };
+    if let Some(m) = &modbus {
+        let _ = stats.modbus.set(m.stats_reader());
+        stats.sources.add_modbus(&cfg.sources.modbus);
+    }
     let signals = Signals::start(&gw, &cfg.intersection, modbus.as_ref().map(|m| m.writer()))
         .map_err(RunError::Signals)?;
     let (peers_tx, peers_rx) = channel_if(signals.coordinates(), PEERS_CHANNEL);
@@ -230,8 +240,12 @@ pub async fn start(cfg: Config) -> Result<Gateway, RunError> {
         uplink_rx,
         UPLINK_DRAIN,
     ));
+    let http_ctx =
+        crate::http::Context::new(&cfg, Arc::clone(&stats), Arc::clone(records.outbox()));
+    let http = start_http(&cfg.http, http_token, http_ctx).await;
     Ok(Gateway {
         local,
+        http,
         uplink: uplink_url,
         stats,
         outbox: Arc::clone(records.outbox()),
@@ -272,6 +286,25 @@ async fn local_broker(
         BrokerConfig::External { url, .. } => {
             let client = broker::LocalClient::external(cfg, url, &|name| std::env::var(name).ok())?;
             Ok((client.url.clone(), client))
+        }
+    }
+}
+
+/// The HTTP server of `[http]`, unless switched off. A port that cannot be bound is logged
+/// and the gateway runs on without it: metrics must not stop alerts or signal control.
+async fn start_http(
+    cfg: &crate::http::HttpConfig,
+    token: Option<crate::secret::Secret>,
+    ctx: crate::http::Context,
+) -> Option<crate::http::HttpServer> {
+    if !cfg.enabled {
+        return None;
+    }
+    match crate::http::start(cfg, token, ctx).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("{e}; running without the HTTP server (metrics, health, status page)");
+            None
         }
     }
 }
@@ -338,6 +371,9 @@ impl Gateway {
         let _ = self.uplink_task.await;
         if let Err(e) = self.outbox.flush() {
             tracing::error!("outbox flush at shutdown failed: {e}");
+        }
+        if let Some(h) = self.http {
+            h.shutdown().await;
         }
     }
 }

@@ -155,6 +155,7 @@ pub async fn run(
         downlink,
     };
     let mut stopping: Option<tokio::time::Instant> = None;
+    let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
     loop {
         if let Some(deadline) = stopping {
             if outbox.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -163,6 +164,10 @@ pub async fn run(
         }
         let event = tokio::select! {
             ev = eventloop.poll() => ev,
+            _ = beat.tick() => {
+                up.records.stats().beat(crate::status::Stage::Uplink);
+                continue;
+            }
             _ = shutdown.changed(), if stopping.is_none() => {
                 stopping = Some(tokio::time::Instant::now() + drain);
                 wake.notify_one();
@@ -178,6 +183,8 @@ pub async fn run(
                     break;
                 }
                 let delay = up.backoff.next_delay();
+                // Alive while it waits: `/healthz` allows the longest backoff.
+                up.records.stats().beat(crate::status::Stage::Uplink);
                 tracing::warn!(
                     "uplink {}: {e}; reconnecting in {} ms",
                     up.params.url,
@@ -222,6 +229,9 @@ impl Uplink {
                 }
                 self.backoff.reset();
                 stats.uplink_connected.store(true, Ordering::Relaxed);
+                stats
+                    .uplink_changed_ms
+                    .store(crate::clock::mono_ms(), Ordering::Relaxed);
                 tracing::info!("uplink connected to {}", self.params.url);
                 self.records.wake().notify_one();
             }
@@ -232,6 +242,9 @@ impl Uplink {
                 }
             }
             Event::Incoming(Packet::PubAck(ack)) => {
+                stats
+                    .last_puback_ms
+                    .store(crate::clock::mono_ms() + 1, Ordering::Relaxed);
                 let mut l = lock(&self.link);
                 if let Some(key) = l.by_pkid.remove(&ack.pkid) {
                     l.inflight = l.inflight.saturating_sub(1);
@@ -277,6 +290,9 @@ impl Uplink {
             eventloop.pending.clear();
             if was_connected {
                 Stats::inc(&stats.uplink_reconnects);
+                stats
+                    .uplink_changed_ms
+                    .store(crate::clock::mono_ms(), Ordering::Relaxed);
             }
         }
         stats.uplink_connected.store(false, Ordering::Relaxed);

@@ -23,8 +23,8 @@ mod validate;
 pub use error::{ConfigError, ConfigErrors, ValidationError};
 pub use load::{check, load, load_str, load_str_with_env, load_with_env};
 pub use validate::{
-    anonymous_on, anonymous_setting, broker_warnings, check_topic_filter, parse_mqtt_url,
-    parse_sensor_template, MqttUrl, TemplatePart,
+    anonymous_on, anonymous_setting, broker_warnings, check_topic_filter, is_env_var_name,
+    parse_mqtt_url, parse_sensor_template, MqttUrl, TemplatePart,
 };
 
 /// The whole configuration file.
@@ -51,6 +51,9 @@ pub struct Config {
     /// `signals::config`).
     #[serde(default)]
     pub intersection: Vec<crate::signals::IntersectionConfig>,
+    /// `[http]`: metrics, health checks and the status page (see `http::config`).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// `[gateway]`: identity and storage.

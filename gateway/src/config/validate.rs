@@ -14,7 +14,8 @@ mod syntax;
 pub use broker::{anonymous_on, anonymous_setting, broker_warnings};
 use syntax::{check_dot_path, check_template_against_filter, is_quantity_name};
 pub use syntax::{
-    check_topic_filter, parse_mqtt_url, parse_sensor_template, MqttUrl, TemplatePart,
+    check_topic_filter, is_env_var_name, parse_mqtt_url, parse_sensor_template, MqttUrl,
+    TemplatePart,
 };
 
 use super::error::ValidationError;
@@ -94,6 +95,9 @@ impl Config {
         broker::validate_own_topics(self, &mut r);
         self.validate_commands(&mut r);
         self.validate_intersections(&mut r);
+        for (key, message) in self.http.problems() {
+            r.push(key, message);
+        }
         r.0
     }
 

@@ -33,7 +33,7 @@ pub struct FieldCounters {
 }
 
 /// A copy of [`FieldCounters`] for the status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldSnapshot {
     pub connected: u64,
     pub auth_refused: u64,

@@ -27,6 +27,9 @@ pub struct DemoArgs {
     /// Address of the embedded broker.
     #[arg(long, default_value = "127.0.0.1:1883")]
     pub listen: std::net::SocketAddr,
+    /// Address of the HTTP server (metrics, health, status; `:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9180")]
+    pub http: std::net::SocketAddr,
 }
 
 /// Runs the demo until Ctrl-C, SIGTERM or `--seconds`.
@@ -35,6 +38,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.gateway.data_dir = args.data_dir;
     cfg.broker = config::BrokerConfig::embedded(args.listen);
+    cfg.http.listen = args.http;
     // The intersections' signal controllers and a flood station run the real firmware
     // as virtual Modbus TCP devices; detectors and a second flood station publish over MQTT.
     let field = super::field::Field::start()
@@ -50,6 +54,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         super::sensors::INTERSECTIONS.len(),
         field.intersections.iter().map(|d| d.addr.to_string()).collect::<Vec<_>>().join(", "),
     );
+    match &gw.http {
+        Some(h) => println!(
+            "citygate demo: status page http://{0}/ (JSON at /api/status), metrics http://{0}/metrics, health http://{0}/healthz and http://{0}/readyz",
+            h.addr
+        ),
+        None => println!("citygate demo: no HTTP server (see the log)"),
+    }
     let (stop_sim, sim_rx) = watch::channel(false);
     let sim = tokio::spawn(super::sensors::run(gw.local.clone(), sim_rx));
     let r = crate::cli::run_until_stopped(

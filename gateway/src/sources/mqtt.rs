@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::{parse_sensor_template, MqttSourceConfig, PayloadFormat, TemplatePart};
+use crate::logging::{RateLimit, Verdict};
 use crate::mqtt::filter_matches;
 use crate::status::Stats;
 
@@ -178,10 +179,21 @@ impl Router {
         payload: &[u8],
         now: f64,
     ) -> Result<Vec<Reading>, DecodeError> {
-        match self.routes.iter().find(|r| r.matches(topic)) {
-            Some(r) => r.decode(topic, payload, now),
-            None => Ok(Vec::new()),
-        }
+        self.decode_routed(topic, payload, now)
+            .map_or(Ok(Vec::new()), |(_, r)| r)
+    }
+
+    /// The index of the route a topic matches and what it decodes; `None` when no route
+    /// matches.
+    pub fn decode_routed(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: f64,
+    ) -> Option<(usize, Result<Vec<Reading>, DecodeError>)> {
+        let i = self.routes.iter().position(|r| r.matches(topic))?;
+        let r = self.routes.get(i)?;
+        Some((i, r.decode(topic, payload, now)))
     }
 }
 
@@ -196,6 +208,14 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = Router::new(&sources);
+    // Per-source counters, and the sensors already bound to their source.
+    let counters: Vec<_> = sources
+        .iter()
+        .map(|s| stats.sources.register("mqtt", &s.name))
+        .collect();
+    let mut bound = std::collections::HashSet::new();
+    let mut limit = RateLimit::default();
+    let mut beat = tokio::time::interval(crate::status::BEAT_EVERY);
     let opts = url.options(&client_id, 30);
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut backoff = Backoff::new(
@@ -207,6 +227,10 @@ pub async fn run(
         let ev = tokio::select! {
             ev = eventloop.poll() => ev,
             _ = shutdown.changed() => return,
+            _ = beat.tick() => {
+                stats.beat(crate::status::Stage::Ingest);
+                continue;
+            }
         };
         match ev {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -228,17 +252,39 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let topic = &p.topic;
-                match router.decode(topic, &p.payload, crate::clock::wall_s()) {
+                let Some((i, decoded)) =
+                    router.decode_routed(topic, &p.payload, crate::clock::wall_s())
+                else {
+                    continue;
+                };
+                let Some(c) = counters.get(i) else { continue };
+                match decoded {
                     Ok(readings) => {
                         for r in readings {
+                            if !bound.contains(&r.sensor) {
+                                stats.sources.bind_sensor(&r.sensor, c);
+                                bound.insert(r.sensor.clone());
+                            }
                             if tx.send(r).await.is_err() {
                                 return;
                             }
+                            Stats::inc(&c.readings);
                         }
                     }
                     Err(e) => {
                         Stats::inc(&stats.malformed);
-                        tracing::warn!("malformed payload dropped: {e}");
+                        Stats::inc(&c.malformed);
+                        let name = sources.get(i).map_or("", |s| s.name.as_str());
+                        match limit.check(i, crate::clock::mono_ms()) {
+                            Verdict::Log { suppressed: 0 } => {
+                                tracing::warn!("source {name}: malformed payload dropped: {e}");
+                            }
+                            Verdict::Log { suppressed } => tracing::warn!(
+                                "source {name}: malformed payload dropped: {e} ({suppressed} \
+                                 more left out of the log in the last minute; all are counted)"
+                            ),
+                            Verdict::Suppress => {}
+                        }
                     }
                 }
             }

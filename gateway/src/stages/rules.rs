@@ -108,6 +108,9 @@ impl Rules {
         let stats = self.records.stats();
         Stats::inc(&stats.readings_in);
         let summary = self.summarizer.on_reading(&r, now.mono);
+        if matches!(summary, Err(Skipped::Late)) {
+            stats.sources.late(&r.sensor);
+        }
         let now = now.wall;
         let hazard = self.hazard.as_mut().map(|h| h.on_reading(&r, now));
         if self.feed_signals {
@@ -125,6 +128,7 @@ impl Rules {
     }
 
     async fn on_tick(&mut self, now: clock::Now) {
+        self.records.stats().beat(crate::status::Stage::Rules);
         for s in self.summarizer.tick(now.mono) {
             self.records.summary(s);
         }
@@ -143,6 +147,9 @@ impl Rules {
         if let Ok(mut l) = self.records.stats().hazards.lock() {
             *l = line;
         }
+        if let (Some(h), Ok(mut g)) = (&self.hazard, self.records.stats().hazard_groups.lock()) {
+            *g = crate::status::HazardState::of_engine(h, &g);
+        }
     }
 
     /// Stores alerts and events, queues local actions, and passes emergency plans on to the
@@ -158,6 +165,12 @@ impl Rules {
                         a.level.as_deref().unwrap_or("cleared"),
                         a.alert.identifier
                     );
+                    if let Ok(mut g) = self.records.stats().hazard_groups.lock() {
+                        let cancelled = a.level.is_none();
+                        crate::status::HazardState::note_alert(
+                            &mut g, &a.group, &a.alert, cancelled,
+                        );
+                    }
                     let id = a.alert.identifier.clone();
                     // The group's state goes with its alert, in one transaction.
                     let key = persist::state_key(&a.group);

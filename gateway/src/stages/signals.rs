@@ -80,6 +80,7 @@ pub async fn run(
             Some(flows) = next(&mut inputs.peers) => signals.on_peer_flows(&flows),
             (i, result) = signals.next_result() => signals.on_result(i, result, clock::Now::read()),
             _ = tick.tick() => {
+                records.stats().beat(crate::status::Stage::Signals);
                 if signals.is_empty() {
                     continue;
                 }

@@ -85,6 +85,7 @@ pub async fn run(records: Records, data_dir: PathBuf, mut stop: watch::Receiver<
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
+        records.stats().beat(crate::status::Stage::Upkeep);
         let ob = Arc::clone(records.outbox());
         let done = tokio::task::spawn_blocking(move || {
             // Records are stamped with wall time today; the outbox's owner moves its time to

@@ -189,6 +189,17 @@ fn connections_per_address(devices: &[DeviceConfig]) -> HashMap<&str, usize> {
     n
 }
 
+/// Reads every device's counters, in configuration order; valid after the source stopped.
+#[derive(Debug, Clone)]
+pub struct ModbusStats(Arc<Vec<(String, Arc<Counters>)>>);
+
+impl ModbusStats {
+    /// Counters of every device, in configuration order.
+    pub fn snapshot(&self) -> Vec<DeviceStats> {
+        self.0.iter().map(|(n, c)| c.snapshot(n)).collect()
+    }
+}
+
 /// A cloneable handle for writes only (e.g. for the signal actuation task), valid while the
 /// [`ModbusHandle`] runs; afterwards writes fail with [`WriteError::Closed`].
 #[derive(Debug, Clone)]
@@ -248,6 +259,16 @@ impl ModbusHandle {
             .iter()
             .filter_map(|n| self.devices.get(n).map(|d| d.counters.snapshot(n)))
             .collect()
+    }
+
+    /// A cloneable reader of every device's counters (for the status and the metrics).
+    pub fn stats_reader(&self) -> ModbusStats {
+        ModbusStats(Arc::new(
+            self.order
+                .iter()
+                .filter_map(|n| self.devices.get(n).map(|d| (n.clone(), d.counters.clone())))
+                .collect(),
+        ))
     }
 
     /// Counters of one device.

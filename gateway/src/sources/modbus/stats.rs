@@ -77,6 +77,9 @@ pub struct DeviceStats {
     /// Poll-period jitter: |Δt − poll interval| between the starts of consecutive cycles that
     /// were both on the regular schedule (not after a failure, backoff or probe).
     pub period_jitter: [u64; TIMING_BUCKETS],
+    /// The sums of the times counted in `lateness` and `period_jitter`, in microseconds.
+    pub lateness_sum_us: u64,
+    pub period_jitter_sum_us: u64,
 }
 
 /// Timing histograms count in buckets of [`TIMING_BUCKET_US`]: bucket `k` counts times from
@@ -105,13 +108,17 @@ impl DeviceStats {
     }
 }
 
-/// A timing histogram that the link task writes and snapshots read.
+/// A timing histogram that the link task writes and snapshots read, with the sum of the
+/// times counted (µs).
 #[derive(Debug)]
-pub(crate) struct Timing([AtomicU64; TIMING_BUCKETS]);
+pub(crate) struct Timing([AtomicU64; TIMING_BUCKETS], AtomicU64);
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing(std::array::from_fn(|_| AtomicU64::new(0)))
+        Timing(
+            std::array::from_fn(|_| AtomicU64::new(0)),
+            AtomicU64::new(0),
+        )
     }
 }
 
@@ -123,6 +130,14 @@ impl Timing {
         if let Some(b) = self.0.get(k) {
             inc(b);
         }
+        self.1.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn sum_us(&self) -> u64 {
+        self.1.load(Ordering::Relaxed)
     }
 
     fn snapshot(&self) -> [u64; TIMING_BUCKETS] {
@@ -183,6 +198,8 @@ impl Counters {
             skipped: l(&self.skipped),
             lateness: self.lateness.snapshot(),
             period_jitter: self.period_jitter.snapshot(),
+            lateness_sum_us: self.lateness.sum_us(),
+            period_jitter_sum_us: self.period_jitter.sum_us(),
         }
     }
 }
@@ -206,6 +223,8 @@ mod tests {
         assert_eq!(s.lateness[30], 1);
         assert_eq!(s.lateness[TIMING_BUCKETS - 1], 1);
         assert_eq!(s.period_jitter[2], 1);
+        assert_eq!(s.lateness_sum_us, 98 * 50 + 3050 + 5_000_000);
+        assert_eq!(s.period_jitter_sum_us, 250);
         assert_eq!(DeviceStats::quantile_ms(&s.lateness, 0.5), Some(0.1));
         assert_eq!(DeviceStats::quantile_ms(&s.lateness, 0.99), Some(3.1));
         assert_eq!(DeviceStats::quantile_ms(&s.period_jitter, 0.99), Some(0.3));
