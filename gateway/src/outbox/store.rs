@@ -399,7 +399,8 @@ impl Outbox {
         cfg: &OutboxConfig,
         now_s: u64,
     ) -> Result<(Outbox, Option<SetAside>), OutboxError> {
-        let reason = match Outbox::open(dir, gateway, cfg) {
+        // `reopen`: a lock the previous handle's flusher still holds is waited for.
+        let reason = match Outbox::reopen(dir, gateway, cfg) {
             Ok(ob) => return Ok((ob, None)),
             Err(e @ (OutboxError::Locked { .. } | OutboxError::Floor(_))) => return Err(e),
             Err(OutboxError::Open { source, path }) if disk_full(&source) => {

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod stats;
 
 mod poller;
+mod request;
 mod schedule;
 
 use std::collections::HashMap;

@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use citygate_protocols::{Event, Quality, Reading};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,10 +26,12 @@ use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
 use super::codec::{self, Value};
 use super::config::{
-    DataType, DeviceConfig, Parity, PointConfig, RegisterType, RtuConfig, MAX_WRITE_COILS,
-    MAX_WRITE_REGISTERS,
+    DataType, DeviceConfig, Parity, PointConfig, RtuConfig, MAX_WRITE_COILS, MAX_WRITE_REGISTERS,
 };
 use super::plan::{self, Limits, ReadRequest, Span};
+use super::request::{
+    check_len, check_length, is_busy, read_request, resolve_point_write, write_error, CallError,
+};
 use super::schedule;
 use super::stats::{add, inc, Counters, DeviceState};
 use super::{Write, WriteError};
@@ -47,43 +49,6 @@ pub(crate) struct WriteJob {
     pub(crate) device: usize,
     pub(crate) write: Write,
     pub(crate) reply: oneshot::Sender<Result<(), WriteError>>,
-}
-
-/// Why one call failed.
-#[derive(Debug, Clone, PartialEq)]
-enum CallError {
-    Timeout,
-    Transport(String),
-    /// The answer did not belong to the request; the connection was reset.
-    Mismatch(String),
-    Exception(ExceptionCode),
-}
-
-impl CallError {
-    fn describe(&self) -> String {
-        match self {
-            CallError::Timeout => "timeout".into(),
-            CallError::Transport(e) => format!("transport error: {e}"),
-            CallError::Mismatch(e) => format!("answer did not match the request: {e}"),
-            CallError::Exception(c) => format!("exception {:02X} ({c})", u8::from(*c)),
-        }
-    }
-
-    /// The link itself failed (as opposed to the device refusing one request).
-    fn is_link_failure(&self) -> bool {
-        !matches!(self, CallError::Exception(_))
-    }
-}
-
-/// Exception codes 05 (acknowledge) and 06 (server busy) mean "ask again later"; 0A and 0B
-/// (gateway path unavailable, target device failed to respond) fail the device's cycle; the
-/// others (01 illegal function, 02 illegal address, 03 illegal value, 04 device failure, ...)
-/// are errors of the points of that request.
-fn is_busy(code: ExceptionCode) -> bool {
-    matches!(
-        code,
-        ExceptionCode::Acknowledge | ExceptionCode::ServerDeviceBusy
-    )
 }
 
 /// What was last reported for a point.
@@ -194,13 +159,6 @@ pub(crate) struct Link {
 /// Points without a fresh value.
 fn none(points: &[usize]) -> Vec<(usize, Option<f64>)> {
     points.iter().map(|&i| (i, None)).collect()
-}
-
-fn now_epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Link {
@@ -605,7 +563,7 @@ impl Link {
         points: &[(usize, Option<f64>)],
         quality: Quality,
     ) {
-        let time = now_epoch();
+        let time = crate::clock::wall_s();
         for &(i, value) in points {
             let Some(dev) = self.devices.get_mut(idx) else {
                 return;
@@ -712,7 +670,7 @@ impl Link {
                 kind: kind.to_string(),
                 source: source.to_string(),
                 message,
-                time: now_epoch(),
+                time: crate::clock::wall_s(),
             })
             .await;
     }
@@ -720,7 +678,7 @@ impl Link {
     /// Performs a write, then reads the same range back and compares.
     async fn write(&mut self, idx: usize, w: Write) -> Result<(), WriteError> {
         let dev = self.devices.get(idx).ok_or(WriteError::UnknownDevice)?;
-        let w = resolve_point_write(dev, w)?;
+        let w = resolve_point_write(&dev.cfg.points, &dev.addresses, w)?;
         let (req, verify): (Request<'static>, Request<'static>) = match &w {
             Write::Coil { address, value } => (
                 Request::WriteSingleCoil(*address, *value),
@@ -783,90 +741,4 @@ async fn quiet_line(stream: &mut tokio_serial::SerialStream, guard: Duration) {
             _ => return,
         }
     }
-}
-
-fn check_len(len: usize, max: u16, address: u16) -> Result<u16, WriteError> {
-    let n = u16::try_from(len).unwrap_or(u16::MAX);
-    if n == 0 || n > max || u32::from(address) + u32::from(n) > 65_536 {
-        return Err(WriteError::BadLength { len, max });
-    }
-    Ok(n)
-}
-
-fn resolve_point_write(dev: &Device, w: Write) -> Result<Write, WriteError> {
-    let Write::Point { name, value } = w else {
-        return Ok(w);
-    };
-    let (i, p) = dev
-        .cfg
-        .points
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.name == name)
-        .ok_or_else(|| WriteError::UnknownPoint(name.clone()))?;
-    let address = *dev
-        .addresses
-        .get(i)
-        .ok_or_else(|| WriteError::UnknownPoint(name.clone()))?;
-    match p.register {
-        RegisterType::Coil => Ok(Write::Coil {
-            address,
-            value: value != 0.0,
-        }),
-        RegisterType::HoldingRegister => {
-            let words = codec::encode_registers(p, value)
-                .map_err(|e| WriteError::NotWritable(format!("{name}: {e}")))?;
-            Ok(match words.as_slice() {
-                [w] => Write::Register { address, value: *w },
-                _ => Write::Registers {
-                    address,
-                    values: words,
-                },
-            })
-        }
-        other => Err(WriteError::NotWritable(format!(
-            "{name} is a read-only {}",
-            other.as_str()
-        ))),
-    }
-}
-
-fn write_error(e: CallError) -> WriteError {
-    match e {
-        CallError::Timeout => WriteError::Timeout,
-        CallError::Exception(c) => WriteError::Exception(u8::from(c)),
-        CallError::Transport(m) | CallError::Mismatch(m) => WriteError::Transport(m),
-    }
-}
-
-fn read_request(r: &ReadRequest) -> Request<'static> {
-    match r.register {
-        RegisterType::Coil => Request::ReadCoils(r.address, r.count),
-        RegisterType::DiscreteInput => Request::ReadDiscreteInputs(r.address, r.count),
-        RegisterType::InputRegister => Request::ReadInputRegisters(r.address, r.count),
-        RegisterType::HoldingRegister => Request::ReadHoldingRegisters(r.address, r.count),
-    }
-}
-
-/// Rejects answers whose length does not match the request (tokio-modbus only
-/// `debug_assert`s this).
-fn check_length(req: &Request<'_>, rsp: Response) -> Result<Response, CallError> {
-    let want = match req {
-        Request::ReadCoils(_, n)
-        | Request::ReadDiscreteInputs(_, n)
-        | Request::ReadInputRegisters(_, n)
-        | Request::ReadHoldingRegisters(_, n) => usize::from(*n),
-        _ => return Ok(rsp),
-    };
-    let (got, exact) = match &rsp {
-        Response::ReadCoils(b) | Response::ReadDiscreteInputs(b) => (b.len(), false),
-        Response::ReadInputRegisters(w) | Response::ReadHoldingRegisters(w) => (w.len(), true),
-        _ => return Err(CallError::Mismatch("unexpected response kind".into())),
-    };
-    if got < want || (exact && got != want) {
-        return Err(CallError::Mismatch(format!(
-            "asked for {want} values, got {got}"
-        )));
-    }
-    Ok(rsp)
 }
