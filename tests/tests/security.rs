@@ -15,103 +15,13 @@ use base64::prelude::{Engine as _, BASE64_STANDARD};
 use citygate::commands::Command;
 use citygate::config;
 use citygate_protocols::Body;
+use citygate_tests::pki::{make_ca, make_leaf, readable_by_all};
 use citygate_tests::*;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const T0: f64 = 1_700_000_000.0;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Process::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (Debian package `openssl`)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA made in `dir` as `<name>.crt` / `<name>.key`.
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-/// A leaf certificate `<name>.crt` / `<name>.key` signed by CA `ca`, for `usage`
-/// (`serverAuth` or `clientAuth`).
-fn make_leaf(dir: &Path, ca: &str, name: &str, usage: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    let ext = format!("{name}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        format!(
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ],
-    );
-}
 
 /// Certificates for the TLS tests: `ca` signs `server` and `client`; `rogue` (another CA)
 /// signs `rogue-server` and `rogue-client`.
@@ -127,15 +37,6 @@ fn pki() -> tempfile::TempDir {
     // mosquitto started as root drops to its own user before it reads the certificates.
     readable_by_all(d);
     dir
-}
-
-/// Test keys only: lets a broker that dropped privileges read them.
-fn readable_by_all(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let _ = std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o644));
-    }
 }
 
 /// mosquitto with a secured listener on `secure_port` (the gateway's uplink) and a plain
